@@ -1,0 +1,5 @@
+"""`python -m sparkjobs`: the same as the `sparkjobs` command."""
+
+from sparkjobs.cli.main import run
+
+run()

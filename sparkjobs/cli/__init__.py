@@ -1,0 +1,1 @@
+"""The `sparkjobs` command line: thin Typer modules over the library."""

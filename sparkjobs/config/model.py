@@ -1,0 +1,337 @@
+"""The shape of the cluster config, and the only place its defaults live.
+
+A `Config` is built once (see `sparkjobs.config.load`) and passed down; nothing
+else reads the environment or the file.
+"""
+
+from __future__ import annotations
+
+import os
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ServiceKind = Literal["openai", "ollama", "orpheus", "qwen-clone"]
+LLM_KINDS: frozenset[str] = frozenset({"openai", "ollama"})
+TTS_KINDS: frozenset[str] = frozenset({"orpheus", "qwen-clone"})
+
+# How many requests each kind of server can usefully take at once, unless told:
+# vLLM batches (continuous batching), Ollama runs OLLAMA_NUM_PARALLEL=1 by
+# default, and the TTS front-ends handle one request at a time.
+DEFAULT_MAX_IN_FLIGHT: dict[str, int] = {"openai": 32, "ollama": 1, "orpheus": 1, "qwen-clone": 1}
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+IPAddress = IPv4Address | IPv6Address
+
+LOOPBACK_V4 = IPv4Address("127.0.0.1")
+
+
+def is_loopback(address: IPAddress | str) -> bool:
+    """True for 127.0.0.0/8, ::1 and the name `localhost`."""
+    if isinstance(address, str):
+        if address == "localhost":
+            return True
+        try:
+            address = ip_address(address.strip("[]"))
+        except ValueError:
+            return False
+    return address.is_loopback
+
+
+def default_data_dir() -> Path:
+    """The XDG data dir, so a `submit` in another shell finds the `up` it belongs to."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "sparkjobs"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeConfig(_Section):
+    """One machine of the cluster; its name is also the name of its queue."""
+
+    bond_address: IPAddress
+    lan_address: IPAddress | None = None
+    artifacts_port: Port | None = Field(
+        default=None, description="overrides [artifacts].port for this node"
+    )
+
+
+class TimeoutsConfig(_Section):
+    """Explicit client timeouts for one model server."""
+
+    connect_s: float = Field(default=5.0, gt=0)
+    first_byte_s: float = Field(default=120.0, gt=0)
+    total_s: float = Field(default=900.0, gt=0)
+
+
+class ServiceConfig(_Section):
+    """One model server, reached over HTTP by the worker of its node."""
+
+    node: Name
+    kind: ServiceKind
+    url: HttpUrl
+    models: tuple[str, ...] = ()
+    voices: tuple[str, ...] = ()
+    max_in_flight: int | None = Field(default=None, ge=1, le=4096)
+    default: bool = False
+    backend_url: HttpUrl | None = Field(
+        default=None, description="Orpheus only: the completions server the front-end calls"
+    )
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+
+    @model_validator(mode="after")
+    def _resolve_limit(self) -> ServiceConfig:
+        if self.max_in_flight is None:
+            object.__setattr__(self, "max_in_flight", DEFAULT_MAX_IN_FLIGHT[self.kind])
+        return self
+
+    @property
+    def in_flight_limit(self) -> int:
+        """How many requests this server may have at once (resolved from its kind)."""
+        return self.max_in_flight or DEFAULT_MAX_IN_FLIGHT[self.kind]
+
+
+class TasksConfig(_Section):
+    """Limits that bound how long a message may stay unacknowledged."""
+
+    time_limit_s: int = Field(default=1800, ge=1, description="hard limit on one attempt")
+    max_retry_delay_s: int = Field(default=300, ge=0, description="the longest retry countdown")
+    visibility_timeout_s: int | None = Field(
+        default=None, description="default: time_limit_s + max_retry_delay_s + 300"
+    )
+
+    @property
+    def visibility_s(self) -> int:
+        return self.visibility_timeout_s or self.time_limit_s + self.max_retry_delay_s + 300
+
+
+class WorkerConfig(_Section):
+    """How a node's worker runs."""
+
+    concurrency: int | None = Field(
+        default=None, ge=1, le=1024, description="default: the node's services' limits, + 4"
+    )
+    shutdown_grace_s: float = Field(
+        default=5.0, ge=0, description="on SIGTERM, how long running tasks may finish"
+    )
+
+
+class FlowerConfig(_Section):
+    address: IPAddress = LOOPBACK_V4
+    port: Port = 5555
+    node: Name | None = Field(default=None, description="the node it runs on; default the first")
+    basic_auth: tuple[SecretStr, ...] = Field(default=(), description='"user:password" entries')
+
+
+class WebConfig(_Section):
+    address: IPAddress = LOOPBACK_V4
+    port: Port = 8800
+    node: Name | None = Field(default=None, description="the node it runs on; default the first")
+    token: SecretStr | None = None
+
+
+class ArtifactsConfig(_Section):
+    port: Port = 8780
+    token: SecretStr | None = None
+
+
+# Simulator defaults per service kind, from the seed's hardware (DGX Spark):
+# Gemma 4 26B-A4B on vLLM decodes ~52 tok/s alone and 114.6 tok/s in aggregate
+# at 3 streams (so each extra sequence lengthens a step by ~18%); qwen2.5:32b on
+# Ollama runs one request at a time (OLLAMA_NUM_PARALLEL=1); the Orpheus backend
+# decodes ~90 tok/s, a little above the 83 tok/s real time needs; the Qwen clone
+# runs ~2x real time with ~300 ms to first audio. None in a SimProfile means these.
+SIM_KIND_DEFAULTS: dict[str, dict[str, float | int]] = {
+    "openai": {
+        "tokens_per_s": 52.0,
+        "prefill_tokens_per_s": 6000.0,
+        "max_num_seqs": 64,
+        "batch_slowdown": 0.18,
+        "model_load_s": 0.0,
+    },
+    "ollama": {
+        "tokens_per_s": 10.0,
+        "prefill_tokens_per_s": 500.0,
+        "max_num_seqs": 1,
+        "batch_slowdown": 0.0,
+        "model_load_s": 6.0,
+    },
+    "orpheus": {
+        "tokens_per_s": 90.0,
+        "prefill_tokens_per_s": 4000.0,
+        "max_num_seqs": 1,
+        "batch_slowdown": 0.0,
+        "model_load_s": 0.0,
+    },
+    "qwen-clone": {
+        "tokens_per_s": 25.0,
+        "prefill_tokens_per_s": 4000.0,
+        "max_num_seqs": 1,
+        "batch_slowdown": 0.0,
+        "model_load_s": 0.0,
+        "realtime_factor": 2.0,
+        "first_audio_ms": 300.0,
+    },
+}
+
+
+class SimProfile(_Section):
+    """How the simulator of one service behaves: `[sim.<service>]`.
+
+    Speeds left as None take the defaults of the service's kind (SIM_KIND_DEFAULTS);
+    `for_kind` fills them in. Rates are probabilities per request, 0 to 1.
+    """
+
+    time_scale: float = Field(default=1.0, gt=0, description="every simulated duration / this")
+    seed: int = Field(default=0, description="same seed, same prompt: same text")
+    tokens_per_s: float | None = Field(
+        default=None, gt=0, description="single-stream decode speed (orpheus: its backend's)"
+    )
+    prefill_tokens_per_s: float | None = Field(default=None, gt=0)
+    max_num_seqs: int | None = Field(
+        default=None, ge=1, description="vLLM --max-num-seqs; Ollama OLLAMA_NUM_PARALLEL"
+    )
+    batch_slowdown: float | None = Field(
+        default=None, ge=0, description="how much each extra running sequence lengthens a step"
+    )
+    kv_cache_tokens: int = Field(default=262144, ge=1, description="KV cache size, in tokens")
+    max_queue: int | None = Field(
+        default=None, ge=1, description="running + waiting above this gets 503 (default: none)"
+    )
+    model_load_s: float | None = Field(
+        default=None, ge=0, description="Ollama: cold load of a model (load_duration)"
+    )
+    realtime_factor: float | None = Field(
+        default=None, gt=0, description="qwen-clone: audio seconds per wall second"
+    )
+    first_audio_ms: float | None = Field(default=None, ge=0, description="qwen-clone")
+    loading_s: float = Field(default=0.0, ge=0, description="connections refused this long")
+    reasoning_tokens: int = Field(default=0, ge=0, description="reasoning text before content")
+    reasoning_field: Literal["reasoning", "reasoning_content"] = "reasoning"
+    error_shape: Literal["nested", "flat"] = Field(
+        default="nested", description="vLLM >= 0.10.1 nests errors; older ones are flat"
+    )
+    error_rate: float = Field(default=0.0, ge=0, le=1, description="answer 500 at once")
+    hang_rate: float = Field(default=0.0, ge=0, le=1, description="never answer")
+    midstream_error_rate: float = Field(default=0.0, ge=0, le=1, description="fail mid-stream")
+    slow_factor: float = Field(default=1.0, gt=0, description="multiplies every duration")
+    refuse: bool = Field(default=False, description="refuse every connection")
+    empty_wav: bool = Field(default=False, description="TTS: 200 with a 0-frame WAV")
+    backend_down: bool = Field(default=False, description="orpheus: its backend not served")
+
+    def for_kind(self, kind: str) -> SimProfile:
+        """This profile with every None speed replaced by the default of `kind`."""
+        defaults = SIM_KIND_DEFAULTS.get(kind, {})
+        update = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        return self.model_copy(update=update)
+
+
+class Config(BaseSettings):
+    """The whole cluster: nodes, the model servers on them, and where state lives."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SPARKJOBS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    broker_url: SecretStr | None = Field(
+        default=None, description="default: the embedded Redis on a unix socket in data_dir"
+    )
+    broker_key_prefix: str = Field(
+        default="", description="prefix for every key sparkjobs and Celery write in Redis"
+    )
+    database_url: SecretStr | None = Field(default=None, description="default: SQLite in data_dir")
+    schedules_dir: Path = Path("schedules")
+    nodes: dict[Name, NodeConfig] = Field(default_factory=dict)
+    services: dict[Name, ServiceConfig] = Field(default_factory=dict)
+    tasks: TasksConfig = TasksConfig()
+    worker: WorkerConfig = WorkerConfig()
+    flower: FlowerConfig = FlowerConfig()
+    web: WebConfig = WebConfig()
+    artifacts: ArtifactsConfig = ArtifactsConfig()
+    sim: dict[Name, SimProfile] = Field(
+        default_factory=dict, description="simulator profiles, by service name"
+    )
+    source: str = Field(default="<built-in default>", exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's contents arrive as init values; the environment overrides them.
+        return (env_settings, init_settings)
+
+    @field_validator("data_dir", "schedules_dir")
+    @classmethod
+    def _expand_user(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @model_validator(mode="after")
+    def _fill_urls(self) -> Config:
+        # Frozen model: defaults that depend on data_dir are set once, here.
+        if self.broker_url is None:
+            object.__setattr__(
+                self, "broker_url", SecretStr(f"redis+socket://{self.embedded_socket}")
+            )
+        if self.database_url is None:
+            object.__setattr__(
+                self, "database_url", SecretStr(f"sqlite:///{self.data_dir / 'sparkjobs.db'}")
+            )
+        return self
+
+    @property
+    def embedded_socket(self) -> Path:
+        """Where `up` puts its own Redis when no broker_url is configured."""
+        return self.data_dir / "run" / "redis.sock"
+
+    @property
+    def broker(self) -> str:
+        assert self.broker_url is not None
+        return self.broker_url.get_secret_value()
+
+    @property
+    def database(self) -> str:
+        assert self.database_url is not None
+        return self.database_url.get_secret_value()
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.broker == f"redis+socket://{self.embedded_socket}"
+
+    def node_services(self, node: str) -> dict[str, ServiceConfig]:
+        return {name: s for name, s in self.services.items() if s.node == node}
+
+    def artifacts_port(self, node: str) -> int:
+        return self.nodes[node].artifacts_port or self.artifacts.port
+
+    def first_node(self) -> str:
+        return next(iter(self.nodes))
+
+    def masked(self) -> dict[str, Any]:
+        """The resolved config as plain data, every secret replaced by '***'."""
+        from sparkjobs.config.render import masked_dump
+
+        return masked_dump(self)

@@ -1,0 +1,42 @@
+"""Running beat and Flower (the worker has `sparkjobs.worker`).
+
+Each blocks until it is told to stop. None of them exits because the broker is
+down: they log and retry (the app is built with role="daemon").
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from sparkjobs.app import create_app
+from sparkjobs.config import is_loopback
+
+if TYPE_CHECKING:
+    from sparkjobs.config import Config
+
+
+def run_beat(config: Config, *, loglevel: str = "INFO") -> None:
+    """Run the scheduler until stopped."""
+    state = config.data_dir / "beat"
+    state.mkdir(parents=True, exist_ok=True)
+    app = create_app(config, role="daemon")
+    app.Beat(schedule=str(state / "schedule"), loglevel=loglevel).run()
+
+
+def run_flower(config: Config) -> None:
+    """Run Flower on the project's app, bound as configured.
+
+    On loopback its REST API is open (Flower's unauthenticated-API switch);
+    anywhere else the config has already required basic auth.
+    """
+    flower = config.flower
+    argv = ["flower", f"--address={flower.address}", f"--port={flower.port}"]
+    if flower.basic_auth:
+        # Through the environment, not argv, so that `ps` never shows the password.
+        entries = ",".join(secret.get_secret_value() for secret in flower.basic_auth)
+        os.environ["FLOWER_BASIC_AUTH"] = entries
+    if is_loopback(flower.address):
+        os.environ["FLOWER_UNAUTHENTICATED_API"] = "true"
+    app = create_app(config, role="daemon")
+    app.start(argv=argv)

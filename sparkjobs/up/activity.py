@@ -1,0 +1,71 @@
+"""The live view of `sparkjobs up`: one line per task event, read from Celery's events."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sparkjobs.app import SparkjobsApp
+
+# The events a person wants to see, and how each reads.
+_VERBS = {
+    "task-received": "queued on",
+    "task-started": "started on",
+    "task-succeeded": "succeeded on",
+    "task-failed": "FAILED on",
+    "task-retried": "will retry on",
+    "task-rejected": "rejected by",
+    "worker-online": "online:",
+    "worker-offline": "offline:",
+}
+
+
+def describe(event: dict[str, Any], names: dict[str, str]) -> str | None:
+    """One line for a Celery event, or None for events not worth a line."""
+    kind = event.get("type", "")
+    verb = _VERBS.get(kind)
+    if verb is None:
+        return None
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.get("timestamp", time.time())))
+    host = event.get("hostname", "?")
+    if kind.startswith("worker-"):
+        return f"{stamp}  worker {verb} {host}"
+    uuid = event.get("uuid", "")
+    if "name" in event:
+        names[uuid] = event["name"]
+    name = names.get(uuid, "task")
+    line = f"{stamp}  {name}[{uuid[:8]}] {verb} {host}"
+    if kind == "task-succeeded" and "runtime" in event:
+        line += f" in {event['runtime'] * 1000:.0f} ms"
+    if kind in ("task-failed", "task-retried") and event.get("exception"):
+        line += f": {event['exception']}"
+    if kind in ("task-succeeded", "task-failed", "task-rejected"):
+        names.pop(uuid, None)
+    return line
+
+
+def follow(app: SparkjobsApp, emit: Callable[[str], None], stop: threading.Event) -> None:
+    """Call `emit` with a line per event until `stop` is set (run it in a thread)."""
+    names: dict[str, str] = {}
+
+    def on_event(event: dict[str, Any]) -> None:
+        line = describe(event, names)
+        if line is not None:
+            emit(line)
+
+    while not stop.is_set():
+        try:
+            with app.connection_for_read() as connection:
+                receiver = app.events.Receiver(connection, handlers={"*": on_event})
+                while not stop.is_set():
+                    try:
+                        receiver.capture(limit=None, timeout=1.0, wakeup=False)
+                    except TimeoutError:
+                        continue
+        except (TimeoutError, OSError):  # the broker went away: try again
+            stop.wait(1.0)
+        except Exception:
+            stop.wait(1.0)

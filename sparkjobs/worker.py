@@ -1,0 +1,77 @@
+"""A node's worker: consumes exactly that node's queue with a pool of threads.
+
+The work is HTTP calls to model servers that mostly wait, so threads, not
+prefork children. On SIGTERM the worker stops taking work, gives running tasks
+the configured grace period, hands the rest back to the broker, and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, NoReturn
+
+from celery.concurrency.thread import TaskPool
+
+from sparkjobs.app import create_app
+from sparkjobs.routing import queue_for_node
+
+if TYPE_CHECKING:
+    from sparkjobs.config import Config
+
+
+class HandBackThreadPool(TaskPool):
+    """Celery's thread pool, except that stopping never waits for running tasks.
+
+    By the time the pool stops, the soft shutdown has already given tasks their
+    grace period and the consumer has handed unacknowledged messages back; a
+    thread still running would otherwise hold the process open until it ends.
+    """
+
+    executor: ThreadPoolExecutor
+
+    def on_stop(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def worker_concurrency(config: Config, node: str) -> int:
+    """Threads for `node`'s worker: enough for every service's in-flight limit.
+
+    The work is HTTP calls that mostly wait, so a thread per request the node's
+    servers can take at once, plus a few for housekeeping tasks such as ping.
+    """
+    if config.worker.concurrency:
+        return config.worker.concurrency
+    return sum(s.in_flight_limit for s in config.node_services(node).values()) + 4
+
+
+def worker_name(node: str) -> str:
+    """The Celery node name: one worker per sparkjobs node on each host."""
+    return f"{node}@{socket.gethostname()}"
+
+
+def run_worker(config: Config, node: str, *, loglevel: str = "INFO") -> NoReturn:
+    """Consume exactly `node`'s queue until stopped, then exit the process."""
+    queue = queue_for_node(config, node)
+    # SIGTERM (systemd, `up`) means: stop taking work, give running tasks the
+    # grace period, then hand the rest back to the queue. Celery's warm shutdown
+    # would wait without limit, so SIGTERM is remapped to its soft/cold shutdown.
+    os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
+    app = create_app(config, role="daemon")
+    worker = app.Worker(
+        hostname=worker_name(node),
+        queues=[queue],
+        pool=f"{__name__}:HandBackThreadPool",
+        concurrency=worker_concurrency(config, node),
+        loglevel=loglevel,
+        optimization="fair",
+    )
+    worker.start()
+    code = int(worker.exitcode or 0)
+    logging.shutdown()
+    # Threads of tasks that outlived the grace period must not keep the process
+    # alive (the interpreter would join them at exit); their messages are back
+    # in the queue already.
+    os._exit(code)

@@ -1,0 +1,144 @@
+"""A two-node cluster on this machine for tests: a config file and real processes.
+
+The config mirrors the built-in default (spark1: gemma, qwen; spark2: orpheus,
+clone) on free ports, so tests never collide with each other or a running `up`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from sparkjobs.config import Config, load_config
+from tests.fixtures_services import Broker, free_port
+
+
+def cluster_toml(**top: str) -> str:
+    """The test cluster's TOML: the default layout, every port free, `top` keys first."""
+    ports = {name: free_port() for name in ("gemma", "qwen", "orpheus", "backend", "clone")}
+    ports |= {name: free_port() for name in ("a1", "a2", "flower", "web")}
+    lines = [f"{key} = {json.dumps(value)}" for key, value in top.items()]
+    lines.append(f"""
+[nodes.spark1]
+bond_address = "127.0.0.1"
+artifacts_port = {ports["a1"]}
+
+[nodes.spark2]
+bond_address = "127.0.0.1"
+artifacts_port = {ports["a2"]}
+
+[services.gemma]
+node = "spark1"
+kind = "openai"
+url = "http://127.0.0.1:{ports["gemma"]}"
+models = ["gemma-4-26b-a4b"]
+max_in_flight = 8
+default = true
+
+[services.qwen]
+node = "spark1"
+kind = "ollama"
+url = "http://127.0.0.1:{ports["qwen"]}"
+models = ["qwen2.5:32b"]
+
+[services.orpheus]
+node = "spark2"
+kind = "orpheus"
+url = "http://127.0.0.1:{ports["orpheus"]}"
+backend_url = "http://127.0.0.1:{ports["backend"]}"
+voices = ["tara", "leah", "jess", "leo", "dan", "mia", "zac", "zoe"]
+
+[services.clone]
+node = "spark2"
+kind = "qwen-clone"
+url = "http://127.0.0.1:{ports["clone"]}"
+voices = ["default"]
+
+[worker]
+shutdown_grace_s = 2.0
+
+[flower]
+port = {ports["flower"]}
+
+[web]
+port = {ports["web"]}
+""")
+    return "\n".join(lines)
+
+
+@dataclass
+class Cluster:
+    """A config file, the environment that selects it, and the processes started."""
+
+    path: Path
+    env: dict[str, str]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def config(self) -> Config:
+        return load_config(self.path)
+
+    def sparkjobs(self, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run a `sparkjobs` command to completion in this cluster's environment."""
+        return subprocess.run(
+            [sys.executable, "-m", "sparkjobs", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+
+    def start(self, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start a long-running `sparkjobs` command; stopped by pid at teardown."""
+        out = log.open("ab") if log else subprocess.DEVNULL
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sparkjobs", *args],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def cluster(broker: Broker, tmp_path: Path) -> Iterator[Cluster]:
+    """The test cluster on this leg's Redis, with its own key prefix and data dir."""
+    data_dir = Path(tempfile.mkdtemp(prefix="sjd-"))  # short: it holds unix sockets
+    path = tmp_path / "sparkjobs.toml"
+    path.write_text(
+        cluster_toml(broker_url=broker.url, broker_key_prefix=broker.prefix, data_dir=str(data_dir))
+    )
+    cluster = Cluster(path=path, env=clean_env(SPARKJOBS_CONFIG=str(path)))
+    yield cluster
+    cluster.stop_all()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any SPARKJOBS_ setting, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKJOBS_")}
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}

@@ -1,0 +1,142 @@
+"""Real worker processes, one per node, answering through a real Redis in both legs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+
+import pytest
+
+from sparkjobs.app import create_app
+from sparkjobs.broker import key
+from sparkjobs.errors import UnknownNode
+from sparkjobs.ping import ping_node, send_ping
+from tests.fixtures_cluster import Cluster
+from tests.fixtures_services import Broker
+
+pytestmark = pytest.mark.redis
+
+
+def wait_for_workers(cluster: Cluster, nodes: list[str], timeout_s: float = 60) -> None:
+    app = create_app(cluster.config)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        replies = app.control.ping(timeout=1.0)
+        online = {name.split("@")[0] for reply in replies for name in reply}
+        if set(nodes) <= online:
+            return
+        for process in cluster.processes:
+            assert process.poll() is None, "a worker exited during start-up"
+    pytest.fail(f"workers {nodes} did not come online in {timeout_s} s")
+
+
+def test_each_node_answers_ping_from_its_own_queue(cluster: Cluster) -> None:
+    for node in ("spark1", "spark2"):
+        cluster.start("worker", "--node", node)
+    wait_for_workers(cluster, ["spark1", "spark2"])
+    app = create_app(cluster.config)
+    for node in ("spark1", "spark2"):
+        pong = ping_node(app, node, timeout_s=30)
+        assert pong.node == node
+        assert pong.queue == node
+        assert pong.worker.startswith(f"{node}@")
+
+
+def test_ping_command_reports_every_node(cluster: Cluster) -> None:
+    for node in ("spark1", "spark2"):
+        cluster.start("worker", "--node", node)
+    wait_for_workers(cluster, ["spark1", "spark2"])
+    result = cluster.sparkjobs("ping", "--json")
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout)
+    assert [(a["node"], a["ok"], a["queue"]) for a in answers] == [
+        ("spark1", True, "spark1"),
+        ("spark2", True, "spark2"),
+    ]
+
+
+def test_a_node_without_a_worker_is_reported_down_with_exit_1(cluster: Cluster) -> None:
+    cluster.start("worker", "--node", "spark1")
+    wait_for_workers(cluster, ["spark1"])
+    result = cluster.sparkjobs("ping", "--timeout", "2")
+    assert result.returncode == 1
+    assert "spark2" in result.stdout
+    assert "sparkjobs worker --node spark2" in result.stdout
+
+
+def test_unknown_node_is_refused_and_nothing_is_queued(cluster: Cluster, broker: Broker) -> None:
+    app = create_app(cluster.config)
+    with pytest.raises(UnknownNode):
+        ping_node(app, "spark3", timeout_s=1)
+    result = cluster.sparkjobs("ping", "--node", "spark3")
+    assert result.returncode == 2
+    assert "unknown node 'spark3'" in result.stderr
+    assert list(broker.client.scan_iter(match=f"{broker.prefix}*")) == []
+
+
+def test_worker_refuses_a_pickle_message_and_runs_the_json_one_after_it(
+    cluster: Cluster, broker: Broker
+) -> None:
+    cluster.start("worker", "--node", "spark1")
+    wait_for_workers(cluster, ["spark1"])
+    config = cluster.config
+    app = create_app(config)
+    pickled = key(config, "ping", uuid.uuid4().hex)
+    app.send_task(
+        "sparkjobs.ping", kwargs={"node": "spark1", "reply_to": pickled}, serializer="pickle"
+    )
+    # The worker takes one message at a time, in order: once the JSON ping sent
+    # after it has been answered, the pickle message has been dealt with.
+    ping_node(app, "spark1", timeout_s=30)
+    assert broker.client.llen(pickled) == 0
+
+
+def test_worker_for_an_unknown_node_exits_2(cluster: Cluster) -> None:
+    result = cluster.sparkjobs("worker", "--node", "spark7")
+    assert result.returncode == 2
+    assert "unknown node 'spark7'; known: spark1, spark2" in result.stderr
+
+
+def test_cli_exits_3_naming_an_unreachable_broker(tmp_path: object) -> None:
+    from tests.fixtures_cluster import clean_env, cluster_toml
+    from tests.fixtures_services import free_port
+
+    port = free_port()  # nothing listens there
+    path = tmp_path / "c.toml"  # type: ignore[operator]
+    path.write_text(cluster_toml(broker_url=f"redis://:sekrit@127.0.0.1:{port}/0"))
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sparkjobs", "--config", str(path), "ping"],
+        env=clean_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 3
+    assert f"broker redis://:***@127.0.0.1:{port}/0 is unreachable" in result.stderr
+    assert "sekrit" not in result.stderr
+
+
+def test_a_stopped_worker_hands_its_running_task_back_to_the_queue(cluster: Cluster) -> None:
+    first = cluster.start("worker", "--node", "spark1")
+    wait_for_workers(cluster, ["spark1"])
+    app = create_app(cluster.config)
+    reply_to = send_ping(app, "spark1", hold_s=600)
+    deadline = time.monotonic() + 60
+    while not any((app.control.inspect(timeout=1.0).active() or {}).values()):
+        assert time.monotonic() < deadline, "the held ping never started"
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=60) is not None  # stops within its grace, not after 600 s
+    assert app.redis.llen(reply_to) == 0  # it was not answered ...
+    cluster.start("worker", "--node", "spark1")
+    # ... and the restarted worker runs it again: the message was handed back.
+    # (It holds for 600 s again, so ask the new worker what it is running.)
+    deadline = time.monotonic() + 60
+    while True:
+        active = app.control.inspect(timeout=1.0).active() or {}
+        running = [t for tasks in active.values() for t in tasks]
+        if running:
+            break
+        assert time.monotonic() < deadline, "the handed-back ping was not redelivered"
+    assert running[0]["kwargs"]["reply_to"] == reply_to

@@ -1,0 +1,1 @@
+"""The task modules that every node's worker runs."""
