@@ -27,8 +27,8 @@ test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check sparkjobs workers tests benchmarks
-	$(BIN)/ruff format --check sparkjobs workers tests benchmarks
+	$(BIN)/ruff check sparkjobs workers tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check sparkjobs workers tests $(wildcard benchmarks)
 	$(BIN)/mypy
 
 format: install

@@ -5,10 +5,15 @@ SparkjobsError
 ├── BadInput               bad command-line or API input (exit 2)
 │   ├── UnknownService
 │   ├── UnknownNode
-│   └── UnknownRun         a run or step id the store does not hold
+│   ├── UnknownRun         a run or step id the store does not hold
+│   └── UnknownArtifact    a sha256 the store does not hold (or not where asked)
 ├── AlreadyRunning         a second `up` on one data dir (exit 2)
 ├── SchemaBehind           the database needs `sparkjobs db upgrade` (exit 2)
 ├── Unreachable            broker, database or server not reachable (exit 3)
+│   └── ArtifactUnavailable  no location of an artifact could deliver it (exit 3)
+├── ArtifactError          an artifact could not be stored (exit 1)
+│   ├── CorruptArtifact    bytes or a manifest that do not match their digest
+│   └── DiskFull           no space left for the artifact; nothing partial is kept
 └── ModelServerError       a model server answered badly
     ├── RetryableError     try again later (5xx, timeouts, refused connections...)
     │   └── BadAudio       a 200 whose WAV is empty, malformed or implausible
@@ -50,6 +55,10 @@ class UnknownRun(BadInput):
     """A command or caller named a run (or step) id that the store does not hold."""
 
 
+class UnknownArtifact(BadInput):
+    """A command or caller named an artifact (sha256) the store does not hold."""
+
+
 class AlreadyRunning(SparkjobsError):
     """Another process already owns a resource that only one may hold."""
 
@@ -66,6 +75,22 @@ class Unreachable(SparkjobsError):
     """Infrastructure (broker, database) did not answer; the message says which and where."""
 
     exit_code = 3
+
+
+class ArtifactUnavailable(Unreachable):
+    """No location of an artifact delivered it: servers down, refusing, or all bad."""
+
+
+class ArtifactError(SparkjobsError):
+    """An artifact could not be fetched or stored on this side."""
+
+
+class CorruptArtifact(ArtifactError):
+    """Bytes (or a manifest) did not match the digest the store records; never stored."""
+
+
+class DiskFull(ArtifactError):
+    """The destination filesystem has no room for the artifact; no partial file is left."""
 
 
 class ModelServerError(SparkjobsError):

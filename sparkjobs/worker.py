@@ -10,16 +10,20 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, NoReturn
 
 from celery.concurrency.thread import TaskPool
 
 from sparkjobs.app import create_app
+from sparkjobs.errors import Unreachable
 from sparkjobs.routing import queue_for_node
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config
+
+log = logging.getLogger(__name__)
 
 
 class HandBackThreadPool(TaskPool):
@@ -52,9 +56,29 @@ def worker_name(node: str) -> str:
     return f"{node}@{socket.gethostname()}"
 
 
+def await_schema(config: Config, *, retry_s: float = 5.0) -> None:
+    """Return once the database is reachable and its schema current.
+
+    Raises:
+        SchemaBehind: the schema needs `sparkjobs db upgrade` (exit 2): a worker
+            must not write rows its code does not match.
+    """
+    from sparkjobs.store.schema import ensure_current
+
+    while True:
+        try:
+            ensure_current(config)
+        except Unreachable as exc:  # a daemon waits for infrastructure, it does not exit
+            log.warning("%s; retrying in %g s", exc, retry_s)
+            time.sleep(retry_s)
+        else:
+            return
+
+
 def run_worker(config: Config, node: str, *, loglevel: str = "INFO") -> NoReturn:
     """Consume exactly `node`'s queue until stopped, then exit the process."""
     queue = queue_for_node(config, node)
+    await_schema(config)
     # SIGTERM (systemd, `up`) means: stop taking work, give running tasks the
     # grace period, then hand the rest back to the queue. Celery's warm shutdown
     # would wait without limit, so SIGTERM is remapped to its soft/cold shutdown.

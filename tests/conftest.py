@@ -15,11 +15,10 @@ import pytest
 
 pytest_plugins = [
     "tests.fixtures_services",
+    "tests.fixtures_db",
+    "tests.fixtures_sim",
     "tests.fixtures_cluster",
 ]
-for _optional in ("tests.fixtures_db", "tests.fixtures_sim"):
-    if os.path.exists(os.path.join(os.path.dirname(__file__), _optional.split(".")[1] + ".py")):
-        pytest_plugins.append(_optional)
 
 LEGS = [leg for leg in os.environ.get("SPARKJOBS_TEST_LEGS", "embedded,services").split(",") if leg]
 

@@ -125,12 +125,20 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(broker: Broker, tmp_path: Path) -> Iterator[Cluster]:
-    """The test cluster on this leg's Redis, with its own key prefix and data dir."""
+def cluster(broker: Broker, database_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    """The test cluster on this leg's Redis and database (migrated), its own data dir."""
+    from sparkjobs.store.schema import upgrade
+
+    upgrade(database_url)
     data_dir = Path(tempfile.mkdtemp(prefix="sjd-"))  # short: it holds unix sockets
     path = tmp_path / "sparkjobs.toml"
     path.write_text(
-        cluster_toml(broker_url=broker.url, broker_key_prefix=broker.prefix, data_dir=str(data_dir))
+        cluster_toml(
+            broker_url=broker.url,
+            broker_key_prefix=broker.prefix,
+            database_url=database_url,
+            data_dir=str(data_dir),
+        )
     )
     cluster = Cluster(path=path, env=clean_env(SPARKJOBS_CONFIG=str(path)))
     yield cluster

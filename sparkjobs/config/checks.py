@@ -70,6 +70,14 @@ def _service_nodes(config: Config) -> Iterator[Problem]:
                 "only an orpheus service has a completions backend",
                 'remove backend_url, or set kind = "orpheus"',
             )
+    for name in config.sim:
+        if name not in config.services:
+            yield Problem(
+                f"sim.{name}",
+                name,
+                f"[sim.{name}] names no service",
+                f"name one of the services: {', '.join(sorted(config.services)) or 'none'}",
+            )
     for place, node in (("flower.node", config.flower.node), ("web.node", config.web.node)):
         if node is not None and node not in config.nodes:
             yield Problem(place, node, f"unknown node {node!r}", f"use one of: {known}")

@@ -48,13 +48,15 @@ def run_up(config: Config, config_file: Path | None, console: Console | None = N
 
             check_broker(config)
         console.print(f"sparkjobs up: config {config.source}, data dir {config.data_dir}")
-        supervisor.start(plan(config), stop.is_set)
+        components = plan(config)
+        supervisor.start(components, stop.is_set)
         if stop.is_set():
             return 0
         _prove_paths(config, console)
+        simulated = sum(1 for component in components if component.simulated)
         console.print(
             f"[bold green]{READY_LINE}[/]: {len(config.nodes)} nodes, "
-            f"{len(config.services)} services; Flower at "
+            f"{len(config.services)} services ({simulated} simulated); Flower at "
             f"http://{config.flower.address}:{config.flower.port}. Ctrl-C stops everything."
         )
         _follow_activity(config, console, stop)
@@ -82,7 +84,11 @@ def run_up(config: Config, config_file: Path | None, console: Console | None = N
 def _print_started(console: Console, running: Running) -> None:
     component = running.component
     label = f"{component.name} (simulator)" if component.simulated else component.name
-    console.print(f"  [green]started[/] {label:<24} {component.where}  pid {running.process.pid}")
+    if component.oneshot:
+        console.print(f"  [green]done[/]    {label:<24} {component.where}")
+    else:
+        pid = running.process.pid
+        console.print(f"  [green]started[/] {label:<24} {component.where}  pid {pid}")
 
 
 def _prove_paths(config: Config, console: Console) -> None:

@@ -69,8 +69,7 @@ class Supervisor:
             started = [self._spawn(component) for component in stage]
             for running in started:
                 self._await_ready(running, should_stop)
-                if not running.component.oneshot:
-                    self.on_ready(running)
+                self.on_ready(running)
 
     def _spawn(self, component: Component) -> Running:
         log = self.log_dir / f"{component.name.replace(' ', '-')}.log"

@@ -25,12 +25,22 @@ READY_TIMEOUT_S = 180  # a hang guard, not a speed claim
 
 
 @pytest.fixture
-def up_env(broker: Broker, leg: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A config for `up`: its own embedded Redis (embedded leg) or the shared one."""
+def up_env(
+    broker: Broker, database_url: str, leg: str, tmp_path: Path
+) -> Iterator[dict[str, str]]:
+    """A config for `up`: its own Redis and SQLite (embedded leg), or the shared
+    Redis and a PostgreSQL schema migrated beforehand, as an operator would."""
     data_dir = Path(tempfile.mkdtemp(prefix="sju-"))
     top = {"data_dir": str(data_dir)}
     if leg == "services":
-        top |= {"broker_url": broker.url, "broker_key_prefix": broker.prefix}
+        from sparkjobs.store.schema import upgrade
+
+        upgrade(database_url)
+        top |= {
+            "broker_url": broker.url,
+            "broker_key_prefix": broker.prefix,
+            "database_url": database_url,
+        }
     path = tmp_path / "sparkjobs.toml"
     path.write_text(cluster_toml(**top))
     yield clean_env(SPARKJOBS_CONFIG=str(path))

@@ -201,6 +201,12 @@ def test_people_facing_listeners_off_loopback_need_auth(
     assert secret in message
 
 
+def test_a_simulator_profile_for_no_service_is_refused(tmp_path: Path) -> None:
+    message = error_for(tmp_path, GOOD + "\n[sim.gemma]\ntime_scale = 10\n")
+    assert "[sim.gemma] names no service" in message
+    assert "llm, tts" in message
+
+
 def test_unknown_key_is_refused(tmp_path: Path) -> None:
     message = error_for(
         tmp_path, GOOD.replace('kind = "openai"', 'kind = "openai"\nmax_inflight = 3')

@@ -1,0 +1,77 @@
+"""The OpenAI wire format as vLLM and Ollama's /v1 write it: objects, errors, SSE."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+ERROR_TYPES = {400: "BadRequestError", 401: "UnauthorizedError", 404: "NotFoundError",
+               500: "InternalServerError", 503: "ServiceUnavailableError"}  # fmt: skip
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as pydantic's model_dump_json writes it."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def vllm_error(status: int, message: str, shape: str = "nested") -> dict[str, Any]:
+    """vLLM's error body: nested from 0.10.1 on, flat before."""
+    info = {"message": message, "type": ERROR_TYPES.get(status, "BadRequestError"),
+            "param": None, "code": status}  # fmt: skip
+    return {"error": info} if shape == "nested" else {"object": "error", **info}
+
+
+def ollama_v1_error(status: int, message: str) -> dict[str, Any]:
+    """Ollama's /v1 error: the type follows the status, `code` is null."""
+    kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def model_list(ids: list[str], owned_by: str, max_model_len: int | None) -> dict[str, Any]:
+    """`GET /v1/models` (vLLM's ModelCard fields when max_model_len is given)."""
+    created = int(time.time())
+    data: list[dict[str, Any]] = []
+    for model in ids:
+        card: dict[str, Any] = {"id": model, "object": "model", "created": created,
+                                "owned_by": owned_by}  # fmt: skip
+        if max_model_len is not None:
+            card.update(root=model, parent=None, max_model_len=max_model_len, permission=[{
+                "id": f"modelperm-{model}", "object": "model_permission", "created": created,
+                "allow_create_engine": False, "allow_sampling": True, "allow_logprobs": True,
+                "allow_search_indices": False, "allow_view": True, "allow_fine_tuning": False,
+                "organization": "*", "group": None, "is_blocking": False,
+            }])  # fmt: skip
+        data.append(card)
+    return {"object": "list", "data": data}
+
+
+def usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "total_tokens": prompt + completion,
+            "completion_tokens": completion}  # fmt: skip
+
+
+class SseWriter:
+    """Writes `data: {json}\\n\\n` events and the closing `data: [DONE]`."""
+
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+        self.response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+            }
+        )
+
+    async def start(self) -> None:
+        await self.response.prepare(self._request)
+
+    async def send(self, event: dict[str, Any]) -> None:
+        await self.response.write(f"data: {dumps(event)}\n\n".encode())
+
+    async def done(self) -> web.StreamResponse:
+        await self.response.write(b"data: [DONE]\n\n")
+        await self.response.write_eof()
+        return self.response

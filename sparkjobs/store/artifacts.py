@@ -1,0 +1,185 @@
+"""A node's local content-addressed artifact directory, and the rows that index it.
+
+A blob lives at `<root>/<sha[:2]>/<sha>`. It is written to a partial file in
+`<root>/.partial`, fsynced and renamed into place, so a reader never sees half a file
+and a crash leaves only a partial that garbage collection removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+import wave
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sparkjobs.store.engine import insert_ignoring_conflicts, upsert
+from sparkjobs.store.models import (
+    Artifact,
+    ArtifactLocation,
+    ArtifactRole,
+    StepArtifact,
+)
+from sparkjobs.store.runs import utc_now
+
+PARTIAL = ".partial"
+_CHUNK_BYTES = 1 << 20
+WAV_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave"})
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A blob now in a node's artifact directory."""
+
+    sha256: str
+    size_bytes: int
+    path: Path
+
+
+def artifact_root(data_dir: Path, node: str) -> Path:
+    """A node's artifact directory; per node, so that nodes sharing a machine never clash."""
+    return data_dir / "artifacts" / node
+
+
+def artifact_path(root: Path, sha256: str) -> Path:
+    return root / sha256[:2] / sha256
+
+
+def write_file(root: Path, content: bytes | IO[bytes] | Iterable[bytes]) -> StoredFile:
+    """Put a blob into the directory under its sha256 (partial file, fsync, rename).
+
+    Args:
+        content: the bytes, a binary file object, or an iterable of chunks.
+    """
+    partial_dir = root / PARTIAL
+    partial_dir.mkdir(parents=True, exist_ok=True)
+    partial = partial_dir / f"{uuid.uuid4().hex}.part"
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with partial.open("wb") as handle:
+            for chunk in _chunks(content):
+                digest.update(chunk)
+                handle.write(chunk)
+                size += len(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        sha256 = digest.hexdigest()
+        final = artifact_path(root, sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # Same content, same name: replacing an existing copy is harmless, and it
+        # refreshes the mtime that garbage collection's grace period looks at.
+        partial.replace(final)
+        _fsync_dir(final.parent)
+    finally:
+        partial.unlink(missing_ok=True)
+    return StoredFile(sha256, size, final)
+
+
+def record_artifact(
+    session: Session,
+    stored: StoredFile,
+    *,
+    node: str,
+    media_type: str,
+    duration_s: float | None = None,
+    sample_rate_hz: int | None = None,
+    now: datetime | None = None,
+) -> Artifact:
+    """Insert the artifact's row (once) and this node's location (refreshed each time).
+
+    For WAV audio, the duration and sample rate are read from the file when not given.
+    """
+    now = now or utc_now()
+    if media_type in WAV_TYPES and (duration_s is None or sample_rate_hz is None):
+        duration_s, sample_rate_hz = _wav_info(stored.path, duration_s, sample_rate_hz)
+    values = {
+        "sha256": stored.sha256,
+        "size_bytes": stored.size_bytes,
+        "media_type": media_type,
+        "duration_s": duration_s,
+        "sample_rate_hz": sample_rate_hz,
+        "created_at": now,
+    }
+    insert_ignoring_conflicts(session, Artifact, values)
+    location = {"sha256": stored.sha256, "node": node, "path": str(stored.path), "verified_at": now}
+    upsert(session, ArtifactLocation, location, keys=("sha256", "node"))
+    artifact = session.scalars(select(Artifact).where(Artifact.sha256 == stored.sha256)).one()
+    return artifact
+
+
+def store_artifact(
+    session: Session,
+    root: Path,
+    content: bytes | IO[bytes] | Iterable[bytes],
+    *,
+    node: str,
+    media_type: str,
+    duration_s: float | None = None,
+    sample_rate_hz: int | None = None,
+) -> Artifact:
+    """Write a blob into `root` (the node's directory) and record it: `write_file`, then
+    `record_artifact`. The file is in place before its row exists."""
+    stored = write_file(root, content)
+    return record_artifact(
+        session,
+        stored,
+        node=node,
+        media_type=media_type,
+        duration_s=duration_s,
+        sample_rate_hz=sample_rate_hz,
+    )
+
+
+def link_artifact(
+    session: Session,
+    step_id: uuid.UUID,
+    sha256: str,
+    *,
+    role: ArtifactRole = ArtifactRole.OUTPUT,
+    name: str | None = None,
+) -> bool:
+    """Record that a step produced (or read) an artifact; True if this call linked it.
+
+    A linked artifact is kept by `sparkjobs db prune` for as long as the run is.
+    """
+    values = {"step_id": step_id, "sha256": sha256, "role": ArtifactRole(role), "name": name}
+    return insert_ignoring_conflicts(session, StepArtifact, values)
+
+
+def _chunks(content: bytes | IO[bytes] | Iterable[bytes]) -> Iterable[bytes]:
+    if isinstance(content, bytes | bytearray | memoryview):
+        yield bytes(content)
+    elif hasattr(content, "read"):
+        while chunk := content.read(_CHUNK_BYTES):
+            yield chunk
+    else:
+        yield from content
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _wav_info(
+    path: Path, duration_s: float | None, sample_rate_hz: int | None
+) -> tuple[float | None, int | None]:
+    # A malformed WAV still gets stored; its figures stay unknown.
+    with contextlib.suppress(wave.Error, EOFError), wave.open(str(path), "rb") as audio:
+        rate = audio.getframerate()
+        length = audio.getnframes() / rate if rate else None
+        return (duration_s if duration_s is not None else length), sample_rate_hz or rate
+    return duration_s, sample_rate_hz

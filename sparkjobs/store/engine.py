@@ -1,0 +1,158 @@
+"""Engines and sessions for the store, from a database URL, on SQLite or PostgreSQL.
+
+SQLite runs in WAL mode with foreign keys on and a busy timeout, and every transaction
+takes the write lock up front; PostgreSQL goes through psycopg 3 with a short connect
+timeout so that the CLI fails fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import Connection, CursorResult, Engine, Table, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from sparkjobs.config.render import mask_url
+from sparkjobs.errors import Unreachable
+from sparkjobs.store.models import Base
+
+CONNECT_TIMEOUT_S = 5
+BUSY_TIMEOUT_S = 30.0
+
+
+def make_engine(
+    url: str, *, connect_timeout_s: int = CONNECT_TIMEOUT_S, busy_timeout_s: float = BUSY_TIMEOUT_S
+) -> Engine:
+    """An engine for `url` (`sqlite:///PATH` or `postgresql+psycopg://...`).
+
+    Args:
+        url: the database URL, password included.
+        connect_timeout_s: PostgreSQL: how long to wait for the server (libpq takes >= 2).
+        busy_timeout_s: SQLite: how long a writer waits for another one's lock.
+
+    Returns:
+        An engine; nothing is connected yet.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            parsed, connect_args={"timeout": busy_timeout_s, "check_same_thread": False}
+        )
+        _configure_sqlite(engine, busy_timeout_s)
+        return engine
+    return create_engine(
+        parsed,
+        connect_args={
+            "connect_timeout": max(2, connect_timeout_s),
+            "application_name": "sparkjobs",
+        },
+        pool_pre_ping=True,
+    )
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event open transactions instead of pysqlite.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A deferred transaction that reads and then writes fails at once with
+        # SQLITE_BUSY when another writer got in between; taking the write lock at
+        # BEGIN makes concurrent writers wait on the busy timeout instead.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on `engine` whose objects stay readable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def open_store(url: str, *, connect_timeout_s: int = CONNECT_TIMEOUT_S) -> sessionmaker[Session]:
+    """A session factory for the database at `url`; check it with `check_reachable`."""
+    return session_factory(make_engine(url, connect_timeout_s=connect_timeout_s))
+
+
+def describe(url: str) -> str:
+    """Where the database is, for people: its host and name, never its password."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite database {parsed.database or ':memory:'}"
+    host = parsed.host or "localhost"
+    return f"PostgreSQL database {parsed.database} on {host}:{parsed.port or 5432}"
+
+
+def unreachable(url: str, exc: BaseException) -> Unreachable:
+    """The error to raise when the database at `url` did not answer."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return Unreachable(
+        f"{describe(url)} is unreachable ({mask_url(url)}): {reason}. "
+        "Fix: check that the server runs and that database_url points at it"
+    )
+
+
+def check_reachable(engine: Engine) -> None:
+    """Connect once.
+
+    Raises:
+        Unreachable: naming the database's host (password masked) and the driver's reason.
+    """
+    url = engine.url.render_as_string(hide_password=False)
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        folder = Path(engine.url.database).parent
+        if not folder.is_dir():
+            raise Unreachable(
+                f"{describe(url)} is unreachable: folder {folder} does not exist. "
+                "Fix: run `sparkjobs db upgrade`, or check data_dir and database_url"
+            )
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        raise unreachable(url, exc) from exc
+
+
+def insert_ignoring_conflicts(
+    session: Session, entity: type[Base], values: Mapping[str, Any]
+) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING, on either engine.
+
+    Returns:
+        True if this call inserted the row, False if a row with one of its unique keys
+        already existed (or was being inserted by a transaction that then committed).
+    """
+    table = cast(Table, entity.__table__)
+    stmt = _dialect_insert(session)(table).values(**values).on_conflict_do_nothing()
+    # SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg would report -1).
+    stmt = stmt.execution_options(preserve_rowcount=True)
+    result = cast(CursorResult[Any], session.execute(stmt))
+    return result.rowcount == 1
+
+
+def upsert(
+    session: Session, entity: type[Base], values: Mapping[str, Any], keys: tuple[str, ...]
+) -> None:
+    """INSERT, or UPDATE the non-key columns of the row with the same `keys`."""
+    stmt = _dialect_insert(session)(cast(Table, entity.__table__)).values(**values)
+    updates = {name: value for name, value in values.items() if name not in keys}
+    session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates))
+
+
+def _dialect_insert(session: Session) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert

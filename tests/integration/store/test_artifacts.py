@@ -1,0 +1,82 @@
+"""The node's content-addressed directory and its rows."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import wave
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from sparkjobs.store.artifacts import (
+    PARTIAL,
+    artifact_path,
+    artifact_root,
+    store_artifact,
+    write_file,
+)
+from sparkjobs.store.models import Artifact, ArtifactLocation
+
+
+def _wav(seconds: float, rate: int = 24000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\0\0" * int(seconds * rate))
+    return buffer.getvalue()
+
+
+def test_a_blob_lands_under_its_sha256_with_no_partial_file_left(tmp_path: Path) -> None:
+    root = artifact_root(tmp_path, "spark2")
+    stored = write_file(root, [b"hello ", b"world"])
+    digest = hashlib.sha256(b"hello world").hexdigest()
+    assert (stored.sha256, stored.size_bytes) == (digest, 11)
+    assert stored.path == artifact_path(root, digest)
+    assert stored.path.read_bytes() == b"hello world"
+    assert list((root / PARTIAL).iterdir()) == []
+
+
+def test_the_same_audio_stored_twice_is_one_row_and_one_file(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    root = artifact_root(tmp_path, "spark2")
+    audio = _wav(1.5)
+    with sessions.begin() as session:
+        first = store_artifact(session, root, audio, node="spark2", media_type="audio/wav")
+    with sessions.begin() as session:
+        again = store_artifact(
+            session, root, io.BytesIO(audio), node="spark2", media_type="audio/wav"
+        )
+    assert again.sha256 == first.sha256
+    with sessions() as session:
+        artifact = session.scalars(select(Artifact)).one()
+        location = session.scalars(select(ArtifactLocation)).one()
+    assert artifact.size_bytes == len(audio)
+    assert artifact.duration_s == 1.5
+    assert artifact.sample_rate_hz == 24000
+    assert (location.node, location.path) == ("spark2", str(artifact_path(root, first.sha256)))
+    assert [path.name for path in root.glob("*/*") if path.parent.name != PARTIAL] == [first.sha256]
+
+
+def test_two_nodes_holding_one_blob_have_two_locations(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    with sessions.begin() as session:
+        for node in ("spark1", "spark2"):
+            store_artifact(
+                session,
+                artifact_root(tmp_path, node),
+                b"voice",
+                node=node,
+                media_type="audio/wav",
+            )
+    with sessions() as session:
+        nodes = sorted(session.scalars(select(ArtifactLocation.node)))
+        # Not a WAV after all: stored anyway, with no audio figures.
+        artifact = session.scalars(select(Artifact)).one()
+    assert nodes == ["spark1", "spark2"]
+    assert artifact.duration_s is None
