@@ -25,9 +25,7 @@ READY_TIMEOUT_S = 180  # a hang guard, not a speed claim
 
 
 @pytest.fixture
-def up_env(
-    broker: Broker, database_url: str, leg: str, tmp_path: Path
-) -> Iterator[dict[str, str]]:
+def up_env(broker: Broker, database_url: str, leg: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     """A config for `up`: its own Redis and SQLite (embedded leg), or the shared
     Redis and a PostgreSQL schema migrated beforehand, as an operator would."""
     data_dir = Path(tempfile.mkdtemp(prefix="sju-"))
