@@ -1,4 +1,5 @@
-"""A node's worker: consumes exactly that node's queue with a pool of threads.
+"""A node's worker: consumes exactly that node's queue with a pool of threads,
+and serves the node's artifacts.
 
 The work is HTTP calls to model servers that mostly wait, so threads, not
 prefork children. On SIGTERM the worker stops taking work, gives running tasks
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 from celery.concurrency.thread import TaskPool
 
 from sparkjobs.app import create_app
+from sparkjobs.artifacts.server import ServerThread
 from sparkjobs.errors import Unreachable
 from sparkjobs.routing import queue_for_node
 
@@ -92,7 +94,13 @@ def run_worker(config: Config, node: str, *, loglevel: str = "INFO") -> NoReturn
         loglevel=loglevel,
         optimization="fair",
     )
-    worker.start()
+    # The node's artifacts are served by its worker, on the node's bond address.
+    artifacts = ServerThread(config, node).start()
+    log.info("artifact server of %s on %s", node, ", ".join(artifacts.urls))
+    try:
+        worker.start()
+    finally:
+        artifacts.stop()
     code = int(worker.exitcode or 0)
     logging.shutdown()
     # Threads of tasks that outlived the grace period must not keep the process

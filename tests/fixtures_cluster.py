@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from sparkjobs.config import Config, load_config
-from tests.fixtures_services import Broker, free_port
+from tests.fixtures_services import Broker, free_ports
 
 
 def cluster_toml(**top: str) -> str:
     """The test cluster's TOML: the default layout, every port free, `top` keys first."""
-    ports = {name: free_port() for name in ("gemma", "qwen", "orpheus", "backend", "clone")}
-    ports |= {name: free_port() for name in ("a1", "a2", "flower", "web")}
+    names = ("gemma", "qwen", "orpheus", "backend", "clone", "a1", "a2", "flower", "web")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     lines = [f"{key} = {json.dumps(value)}" for key, value in top.items()]
     lines.append(f"""
 [nodes.spark1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,17 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures_services import free_port
+
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_sim_serves_the_named_service_until_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "sparkjobs.toml"
     config.write_text(
         f'data_dir = "{tmp_path}"\n[nodes.n1]\nbond_address = "127.0.0.1"\n'

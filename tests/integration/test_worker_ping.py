@@ -140,3 +140,15 @@ def test_a_stopped_worker_hands_its_running_task_back_to_the_queue(cluster: Clus
             break
         assert time.monotonic() < deadline, "the handed-back ping was not redelivered"
     assert running[0]["kwargs"]["reply_to"] == reply_to
+
+
+def test_each_worker_serves_its_node_artifacts(cluster: Cluster) -> None:
+    import httpx
+
+    for node in ("spark1", "spark2"):
+        cluster.start("worker", "--node", node)
+    wait_for_workers(cluster, ["spark1", "spark2"])
+    config = cluster.config
+    for node in ("spark1", "spark2"):
+        url = f"http://127.0.0.1:{config.artifacts_port(node)}/v1/health"
+        assert httpx.get(url, timeout=10).status_code == 200

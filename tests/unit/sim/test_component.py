@@ -10,6 +10,7 @@ import pytest
 
 from sparkjobs.sim.component import components, health_probe
 from sparkjobs.up.component import Stage
+from tests.fixtures_services import free_port
 from tests.fixtures_sim import StartSims, sim_config
 
 
@@ -22,18 +23,12 @@ def listening() -> Iterator[int]:
         yield server.getsockname()[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_up_simulates_only_the_services_that_do_not_answer(listening: int) -> None:
-    free = _free_port()
+    free = free_port()
     config = sim_config(
         gemma={"url": f"http://127.0.0.1:{listening}"},
         qwen={"url": f"http://127.0.0.1:{free}"},
-        orpheus={"url": f"http://127.0.0.1:{_free_port()}",
+        orpheus={"url": f"http://127.0.0.1:{free_port()}",
                  "backend_url": f"http://127.0.0.1:{listening}"},
         clone={"url": f"http://127.0.0.1:{listening}"},
     )  # fmt: skip

@@ -20,10 +20,9 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("artifacts") as batch:
-        batch.add_column(sa.Column("manifest_sha256", sa.String(length=64), nullable=True))
+    # A plain ADD COLUMN: SQLite does it in place, no table rebuild.
+    op.add_column("artifacts", sa.Column("manifest_sha256", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("artifacts") as batch:
-        batch.drop_column("manifest_sha256")
+    op.drop_column("artifacts", "manifest_sha256")
