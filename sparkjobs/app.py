@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 Role = Literal["daemon", "client"]
 
 # Task modules every node loads (the same workers package is deployed everywhere).
-TASK_MODULES = ("workers.ping",)
+TASK_MODULES = ("workers.ping", "workers.steps", "workers.pieces", "workers.join")
 
 
 class SparkjobsApp(Celery):

@@ -17,11 +17,13 @@ if TYPE_CHECKING:
 
 
 def run_beat(config: Config, *, loglevel: str = "INFO") -> None:
-    """Run the scheduler until stopped."""
-    state = config.data_dir / "beat"
-    state.mkdir(parents=True, exist_ok=True)
+    """Run the scheduler until stopped: the jobs of `schedules_dir`, active or standby.
+
+    Any number of beats may run; the lock in Redis lets one fire (see
+    `sparkjobs.scheduler`), so a second one on another node is a hot standby.
+    """
     app = create_app(config, role="daemon")
-    app.Beat(schedule=str(state / "schedule"), loglevel=loglevel).run()
+    app.Beat(scheduler="sparkjobs.scheduler:SparkjobsScheduler", loglevel=loglevel).run()
 
 
 def run_flower(config: Config) -> None:

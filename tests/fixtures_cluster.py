@@ -102,13 +102,17 @@ class Cluster:
     def start(self, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
         """Start a long-running `sparkjobs` command; stopped by pid at teardown."""
         out = log.open("ab") if log else subprocess.DEVNULL
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sparkjobs", *args],
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "sparkjobs", *args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            if not isinstance(out, int):
+                out.close()  # the child holds its own copy
         self.processes.append(process)
         return process
 

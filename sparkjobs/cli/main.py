@@ -21,7 +21,7 @@ from sparkjobs.errors import SparkjobsError
 
 # Each module adds its commands through `register(app)`; they import their heavy
 # dependencies inside the commands, so that `sparkjobs --help` starts fast.
-COMMAND_MODULES = ("config", "daemons", "ping", "up", "sim", "db", "artifacts")
+COMMAND_MODULES = ("config", "daemons", "ping", "up", "sim", "db", "artifacts", "jobs")
 
 app = typer.Typer(
     name="sparkjobs",

@@ -84,6 +84,14 @@ class AttemptStatus(StrEnum):
 class ArtifactRole(StrEnum):
     INPUT = "input"
     OUTPUT = "output"
+    PIECE = "piece"  # one piece of a long text's speech, joined into the step's output
+
+
+class PieceStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -187,6 +195,12 @@ class Step(Base):
     tokens_per_s: Mapped[float | None] = mapped_column(Float)
     audio_s: Mapped[float | None] = mapped_column(Float)
     rtf: Mapped[float | None] = mapped_column(Float)
+    # The step as submitted (sparkjobs.execution.plan), so messages carry only ids.
+    spec: Mapped[dict[str, Any] | None]
+    # Long speech: how many pieces there are, and how many have finished (counted
+    # with one atomic UPDATE, so exactly one piece sees the last count).
+    pieces_total: Mapped[int | None] = mapped_column(Integer)
+    pieces_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     run: Mapped[Run] = relationship(back_populates="steps")
     attempts: Mapped[list[Attempt]] = relationship(order_by="Attempt.number", passive_deletes=True)
@@ -207,6 +221,24 @@ class Attempt(Base):
     worker: Mapped[str] = mapped_column(String(255))
     status: Mapped[AttemptStatus] = mapped_column(status_type(AttemptStatus, "attempt_status"))
     started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    piece: Mapped[int | None] = mapped_column(Integer)  # which piece of long speech, if any
+
+
+class StepPiece(Base):
+    """One piece of a long text that a speak step synthesizes on its own."""
+
+    __tablename__ = "step_pieces"
+
+    step_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("steps.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[PieceStatus] = mapped_column(status_type(PieceStatus, "piece_status"))
+    sha256: Mapped[str | None] = mapped_column(String(64))  # its audio, once synthesized
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
 
@@ -272,3 +304,21 @@ class StepArtifact(Base):
     name: Mapped[str | None] = mapped_column(String(200))
 
     artifact: Mapped[Artifact] = relationship()
+
+
+class JobRecord(Base):
+    """A job as the active scheduler last saw it, with its paused flag (set by the CLI)."""
+
+    __tablename__ = "jobs"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    schedule: Mapped[str] = mapped_column(String(200))  # "cron 0 7 * * *", "every 1h"
+    tz: Mapped[str] = mapped_column(String(64))
+    next_fire: Mapped[datetime | None]
+    paused: Mapped[bool]
+    # When `paused` last changed: slots before a resume are not misfires.
+    paused_changed_at: Mapped[datetime | None]
+    defined: Mapped[bool]  # False: no job file defines it any more
+    last_seen: Mapped[datetime]
+    file: Mapped[str] = mapped_column(Text)
+    line: Mapped[int] = mapped_column(Integer)

@@ -41,7 +41,7 @@ class StepTimings:
     tokens_out: int | None = None
     tokens_per_s: float | None = None
     audio_s: float | None = None
-    rtf: float | None = None  # real-time factor: synthesis time / audio duration
+    rtf: float | None = None  # real-time factor: audio seconds / wall seconds (>1: faster)
 
 
 def utc_now() -> datetime:

@@ -200,6 +200,9 @@ class _Proxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.dead.is_set():
+                client.close()
+                return
             upstream = socket.create_connection((self.target.host, self.target.port))
             with self.lock:
                 self.sockets += [client, upstream]
@@ -224,6 +227,10 @@ class _Proxy:
 
     def die(self) -> None:
         self.dead.set()
+        # close() alone does not wake a thread blocked in accept() on Linux;
+        # shutdown() does, so the accept thread ends and can be joined.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         with self.lock:
             for sock in self.sockets:

@@ -1,0 +1,154 @@
+"""Calling the model servers for a step, and what comes back: text, data or audio.
+
+Each function takes a ready client of the step's service and the step's context,
+and returns an `Output`. A process-wide semaphore per service keeps this worker's
+requests to a server within the service's `max_in_flight`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sparkjobs.backends.http import ServerClient
+from sparkjobs.backends.ollama import OllamaClient
+from sparkjobs.backends.openai import OpenAIClient
+from sparkjobs.backends.qwen_clone import QwenCloneClient, Reference
+from sparkjobs.backends.timings import Timings
+from sparkjobs.config.model import ServiceConfig
+from sparkjobs.errors import BadInput, PermanentError
+from sparkjobs.execution.state import StepContext
+from sparkjobs.execution.templates import render
+from sparkjobs.store.runs import StepTimings
+
+_limits: dict[str, threading.BoundedSemaphore] = {}
+_limits_lock = threading.Lock()
+
+
+@contextmanager
+def in_flight(name: str, service: ServiceConfig) -> Iterator[None]:
+    """Hold one of the service's `max_in_flight` slots in this process."""
+    with _limits_lock:
+        slots = _limits.setdefault(name, threading.BoundedSemaphore(service.in_flight_limit))
+    with slots:
+        yield
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a step produced: text, JSON data or WAV bytes, and what it read."""
+
+    text: str | None = None
+    data: dict[str, Any] | None = None
+    wav: bytes | None = None
+    timings: StepTimings | None = None
+    inputs: tuple[str, ...] = field(default=())  # sha256 of artifacts the step read
+
+
+def step_timings(timings: Timings) -> StepTimings:
+    """The client's timings as the store records them."""
+    return StepTimings(
+        ttft_ms=timings.ttft_ms, tokens_in=timings.tokens_in, tokens_out=timings.tokens_out,
+        tokens_per_s=timings.tokens_per_s, audio_s=timings.audio_s, rtf=timings.rtf,
+    )  # fmt: skip
+
+
+def run_chat(client: ServerClient, context: StepContext) -> Output:
+    """Ask an LLM service; the rendered prompt (and system prompt) are the messages."""
+    spec = context.spec
+    prompt = render(str(spec["prompt"]), context.template(), where=context.where)
+    messages = []
+    if spec.get("system"):
+        system = render(str(spec["system"]), context.template(), where=context.where)
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": prompt})
+    model, max_tokens, temperature = (
+        spec.get("model"),
+        spec.get("max_tokens"),
+        spec.get("temperature"),
+    )
+    if isinstance(client, OllamaClient):
+        options: dict[str, Any] = {}
+        if max_tokens is not None:
+            options["num_predict"] = max_tokens
+        if temperature is not None:
+            options["temperature"] = temperature
+        result = client.chat(messages, model=model, options=options or None)
+    elif isinstance(client, OpenAIClient):
+        result = client.chat(messages, model=model, max_tokens=max_tokens, temperature=temperature)
+    else:
+        raise BadInput(
+            f"{context.where}: a chat step needs an LLM service, not {context.service!r}"
+        )
+    return Output(text=result.text, timings=step_timings(result.timings))
+
+
+def run_clone(client: ServerClient, context: StepContext, reference: bytes, ref: str) -> Output:
+    """Speak the rendered text in the voice of `reference` (WAV bytes)."""
+    if not isinstance(client, QwenCloneClient):
+        raise BadInput(f"{context.where}: a clone step needs a qwen-clone service")
+    spec = context.spec
+    text = render(str(spec["text"]), context.template(), where=context.where)
+    ref_text = spec.get("ref_text")
+    voice = Reference(reference, text=ref_text, x_vector_only=bool(spec.get("x_vector_only")))
+    result = client.speak(text, reference=voice)
+    inputs = (ref,) if len(ref) == 64 else ()
+    return Output(wav=result.wav, timings=step_timings(result.timings), inputs=inputs)
+
+
+CustomFunction = Callable[[ServerClient, dict[str, Any], Any], Any]
+
+
+def load_function(path: str, schedules_dir: Path | None = None) -> CustomFunction:
+    """The function named `module:attr` (or `module.attr`).
+
+    The parent of `schedules_dir` joins the import path when the module is not
+    found otherwise, so `schedules.briefing:summarize` resolves on every node.
+
+    Raises:
+        BadInput: the module or attribute does not exist, or is not callable.
+    """
+    module_name, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
+    try:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            if schedules_dir is None or not schedules_dir.is_dir():
+                raise
+            sys.path.append(str(schedules_dir.resolve().parent))
+            module = importlib.import_module(module_name)
+        function = getattr(module, attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise BadInput(
+            f"custom step function {path!r} cannot be imported ({exc}); name it as "
+            "'package.module:function', importable on every node"
+        ) from exc
+    if not callable(function):
+        raise BadInput(f"custom step function {path!r} is not callable")
+    return function  # type: ignore[no-any-return]
+
+
+def run_custom(client: ServerClient, context: StepContext, schedules_dir: Path) -> Output:
+    """Call the step's function as `fn(client, params, previous)` and classify its return.
+
+    `previous` is the previous step's JSON data if it had any, else its text (None
+    for a first step). A str return is text, bytes a WAV, anything else JSON data.
+    """
+    function = load_function(str(context.spec["function"]), schedules_dir)
+    previous: Any = context.previous_data
+    if previous is None and context.outputs:
+        previous = context.outputs[-1]
+    value = function(client, dict(context.params), previous)
+    if isinstance(value, str):
+        return Output(text=value)
+    if isinstance(value, bytes | bytearray):
+        return Output(wav=bytes(value))
+    if value is None:
+        raise PermanentError(f"custom step {context.spec['function']!r} returned None")
+    return Output(data=value if isinstance(value, dict) else {"value": value})

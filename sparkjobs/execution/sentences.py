@@ -1,0 +1,82 @@
+"""Splitting long text for speech: at sentence boundaries, into pieces of bounded length.
+
+Each piece is synthesized on its own, so a piece must end where a reader would pause:
+after a sentence when possible, else after a clause, else between words. Emotion tags
+such as <laugh> stay whole because no split falls inside a word.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_PIECE_CHARS = 300
+
+# A sentence ends at . ! ? or … (with closing quotes or brackets) before white space.
+_SENTENCE_END = re.compile(r"(?<=[.!?\u2026])([\"'\u201d\u2019)\]]*)\s+|\n\s*\n")
+_CLAUSE_END = re.compile(r"(?<=[,;:—])\s+")
+# A full stop after these is not the end of a sentence.
+_ABBREVIATIONS = frozenset(
+    {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "no", "fig"}
+)
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of `text`, white space normalized, abbreviations kept together."""
+    sentences: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        candidate = text[start : match.start() + len(match.group(1) or "")]
+        last_word = candidate.rsplit(maxsplit=1)[-1] if candidate.split() else ""
+        word = last_word.rstrip(".").lower()
+        if last_word.endswith(".") and (word in _ABBREVIATIONS or len(word) == 1):
+            continue  # "Dr. Smith", "J. Doe": the sentence goes on
+        sentences.append(candidate)
+        start = match.end()
+    sentences.append(text[start:])
+    return [" ".join(s.split()) for s in sentences if s.strip()]
+
+
+def split_text(text: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
+    """Pieces of `text`, in order, each at most `max_chars` long (one word aside).
+
+    Whole sentences are packed together while they fit; a sentence longer than
+    `max_chars` is cut after clauses, then between words. A single word longer than
+    `max_chars` becomes a piece of its own rather than being cut.
+
+    Args:
+        text: the text to speak.
+        max_chars: the longest piece, in characters.
+
+    Returns:
+        The pieces; joined with spaces they give `text` with its white space normalized.
+    """
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be at least 1, not {max_chars}")
+    units: list[str] = []
+    for sentence in split_sentences(text):
+        units.extend(_fit(sentence, max_chars))
+    return _pack(units, max_chars)
+
+
+def _fit(sentence: str, max_chars: int) -> list[str]:
+    """A sentence as parts of at most `max_chars`: by clauses, then by words."""
+    if len(sentence) <= max_chars:
+        return [sentence]
+    parts: list[str] = []
+    for clause in _CLAUSE_END.split(sentence):
+        if len(clause) <= max_chars:
+            parts.append(clause)
+        else:
+            parts.extend(_pack(clause.split(), max_chars))
+    return _pack(parts, max_chars)
+
+
+def _pack(units: list[str], max_chars: int) -> list[str]:
+    """Join consecutive units with spaces while the result stays within `max_chars`."""
+    pieces: list[str] = []
+    for unit in units:
+        if pieces and len(pieces[-1]) + 1 + len(unit) <= max_chars:
+            pieces[-1] = f"{pieces[-1]} {unit}"
+        else:
+            pieces.append(unit)
+    return pieces

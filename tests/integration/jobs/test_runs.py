@@ -1,0 +1,193 @@
+"""Runs executed by real worker processes, one per node queue, on simulated servers."""
+
+from __future__ import annotations
+
+import wave
+from array import array
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from sparkjobs.artifacts.locate import store_sessions
+from sparkjobs.artifacts.register import node_root
+from sparkjobs.execution.state import piece_rows
+from sparkjobs.jobs import chat, custom, job, speak
+from sparkjobs.store.artifacts import artifact_path
+from sparkjobs.store.models import ArtifactRole, AttemptStatus, PieceStatus, Run, Status, Step
+from sparkjobs.submission import submit_job, wait_for_run
+from tests.fixtures_cluster import Cluster
+from tests.fixtures_sim import RunningSims
+
+pytestmark = pytest.mark.redis
+
+HANG_GUARD_S = 120.0
+SENTENCES = [
+    f"Part {n}, then. {sentence}"
+    for n in range(3)
+    for sentence in (
+        "The morning opens grey over the river, and the first trams cross the bridge.",
+        "Markets expect a quiet day; traders watch the bond auction at noon.",
+        "In the north, rain turns to snow above six hundred metres by the evening.",
+        "The city council meets at ten to vote on the new cycling lanes downtown.",
+        "Football fans travel south for the cup match, kick-off at half past eight.",
+        "Tomorrow brings sunshine, light winds and a high of eleven degrees.",
+    )
+]  # distinct sentences: identical pieces would be one artifact
+
+
+def finished(cluster: Cluster, run_id: object) -> Run:
+    run = wait_for_run(cluster.config, run_id, timeout_s=HANG_GUARD_S)  # type: ignore[arg-type]
+    assert run.status.terminal, f"run still {run.status} after {HANG_GUARD_S} s (hang guard)"
+    return run
+
+
+def audio_of(step: Step, role: ArtifactRole = ArtifactRole.OUTPUT) -> list[tuple[str, Path]]:
+    links = sorted((link for link in step.artifacts if link.role == role),
+                   key=lambda link: link.name or "")  # fmt: skip
+    return [
+        (link.name or "", Path(next(where.path for where in link.artifact.locations
+                                    if where.node == step.node)))
+        for link in links
+    ]  # fmt: skip
+
+
+def piece_files(cluster: Cluster, step: Step) -> list[Path]:
+    """The audio of each piece of a speak step, in order."""
+    config = cluster.config
+    with store_sessions(config) as sessions, sessions() as session:
+        rows = piece_rows(session, step.id)
+    assert all(row.status == PieceStatus.SUCCEEDED and row.sha256 for row in rows)
+    return [artifact_path(node_root(config, step.node), str(row.sha256)) for row in rows]
+
+
+def pcm(path: Path) -> array[int]:
+    with wave.open(str(path), "rb") as audio:
+        assert (audio.getframerate(), audio.getnchannels(), audio.getsampwidth()) == (24000, 1, 2)
+        samples = array("h")
+        samples.frombytes(audio.readframes(audio.getnframes()))
+    return samples
+
+
+def test_a_chat_then_speak_pipeline_runs_across_both_nodes_and_is_recorded(
+    workers: Cluster,
+) -> None:
+    briefing = job(
+        "briefing",
+        params={"city": "Berlin"},
+        steps=[
+            chat("Write two sentences about {params.city} on {slot:%A}.", max_tokens=60),
+            speak("{previous}", voice="leah"),
+        ],
+    )
+    slot = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
+    submitted = submit_job(workers.config, briefing, trigger="schedule", scheduled_for=slot)
+    run = finished(workers, submitted.run_id)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert run.kind == "pipeline"
+    assert run.scheduled_for == slot
+    first, second = run.steps
+    assert (first.node, first.service, second.node, second.service) == (
+        "spark1", "gemma", "spark2", "orpheus",
+    )  # fmt: skip
+    assert first.result is not None
+    assert first.result.text
+    assert first.tokens_out
+    assert first.latency_ms is not None
+    for step in run.steps:
+        assert step.status == Status.SUCCEEDED
+        assert step.attempts
+        assert step.attempts[-1].status == AttemptStatus.SUCCEEDED
+        assert all(a.worker.startswith(f"{step.node}@") for a in step.attempts)
+    [(name, path)] = audio_of(second)
+    assert name == "audio"
+    assert len(pcm(path)) / 24000 == pytest.approx(second.audio_s)
+    assert second.result is not None
+    assert second.result.data is not None
+    assert second.result.data["artifact"] == path.name
+
+
+def test_long_text_is_spoken_in_pieces_and_joined_without_a_seam(
+    workers: Cluster, cluster_sims: RunningSims
+) -> None:
+    reading = job("reading", steps=[speak(" ".join(SENTENCES), voice="tara")])
+    run = finished(workers, submit_job(workers.config, reading, trigger="submit").run_id)
+    assert run.status == Status.SUCCEEDED, run.error
+    [step] = run.steps
+    pieces = piece_files(workers, step)
+    assert step.pieces_total is not None
+    assert len(pieces) == step.pieces_total >= 3
+    # Pieces are linked to the step (role "piece"); identical audio is one artifact.
+    linked = {path.name for _, path in audio_of(step, ArtifactRole.PIECE)}
+    assert linked == {path.name for path in pieces}
+    [(_, joined_path)] = audio_of(step)
+    joined = pcm(joined_path)
+    lengths = [len(pcm(path)) for path in pieces]
+    assert len(joined) == sum(lengths)
+    seam = 0
+    for length in lengths[:-1]:
+        seam += length
+        # Both sides of every seam are faded to silence: no jump, so no click.
+        assert abs(joined[seam - 1]) <= 1
+        assert abs(joined[seam]) <= 1
+    # Orpheus takes one request at a time; the worker kept to that.
+    assert cluster_sims.stats("orpheus")["max_in_flight"] <= 1
+
+
+def test_a_failed_piece_is_retried_alone(workers: Cluster, cluster_sims: RunningSims) -> None:
+    cluster_sims.set_faults("orpheus", error_rate=0.4)
+    reading = job("flaky", steps=[speak(" ".join(SENTENCES))])
+    run = finished(workers, submit_job(workers.config, reading, trigger="submit").run_id)
+    assert run.status == Status.SUCCEEDED, run.error
+    [step] = run.steps
+    piece_attempts = [a for a in step.attempts if a.piece is not None]
+    failed = [a for a in piece_attempts if a.status == AttemptStatus.FAILED]
+    stats = cluster_sims.stats("orpheus")
+    assert failed, "the fault injection caused no failure; the test proves nothing"
+    assert len(failed) == stats["fates"].get("error", 0)
+    assert all("500" in (a.error or "") for a in failed)
+    # Each piece succeeded exactly once; only the failed ones were sent again.
+    succeeded = sorted(
+        a.piece
+        for a in piece_attempts
+        if a.piece is not None and a.status == AttemptStatus.SUCCEEDED
+    )
+    assert succeeded == list(range(step.pieces_total or 0))
+    assert len(piece_attempts) == stats["requests"]
+    assert len(audio_of(step)) == 1
+
+
+def test_custom_steps_get_a_client_the_params_and_the_previous_output(workers: Cluster) -> None:
+    pipeline = job(
+        "custom",
+        params={"city": "Oslo"},
+        steps=[
+            chat("Say something about {params.city}.", max_tokens=20, service="qwen"),
+            custom("tests.integration.jobs.custom_steps:describe", service="gemma"),
+            custom("tests.integration.jobs.custom_steps:ask_twice", service="gemma"),
+        ],
+    )
+    run = finished(workers, submit_job(workers.config, pipeline, trigger="submit",
+                                       params={"city": "Bergen"}).run_id)  # fmt: skip
+    assert run.status == Status.SUCCEEDED, run.error
+    first, second, third = run.steps
+    assert first.result is not None
+    assert first.result.text
+    assert second.result is not None
+    assert second.result.text == f"OpenAIClient for Bergen after {len(first.result.text)} chars"
+    assert third.result is not None
+    assert third.result.data == {"answers": 2, "nonempty": True}
+
+
+def test_a_permanent_error_fails_the_step_and_the_run_saying_why(workers: Cluster) -> None:
+    bad = job("bad-voice", steps=[speak("Hello there.", voice="nobody"), speak("Never.")])
+    run = finished(workers, submit_job(workers.config, bad, trigger="submit").run_id)
+    assert run.status == Status.FAILED
+    assert run.error is not None
+    assert "voice 'nobody'" in run.error
+    assert "tara" in run.error
+    first, second = run.steps
+    assert first.status == Status.FAILED
+    assert first.error == run.error
+    assert second.status == Status.QUEUED
+    assert not second.attempts

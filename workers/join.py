@@ -1,0 +1,106 @@
+"""`sparkjobs.join_audio`: join a long speak step's pieces into its one WAV output.
+
+Queued by the last piece to finish, on the node that stored the pieces. It reads the
+pieces back from the artifact store (they are linked to the step with role "piece"),
+so a redelivered join rebuilds the same WAV, which content addressing makes the same
+artifact. Then the run moves on to its next step.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, cast
+
+from celery import Task, shared_task
+from sqlalchemy import select
+
+from sparkjobs.app import SparkjobsApp
+from sparkjobs.backends.timings import real_time_factor
+from sparkjobs.errors import BadAudio, PermanentError
+from sparkjobs.execution.audio import read_artifact, save_wav
+from sparkjobs.execution.dispatch import JOIN_TASK, publish_step
+from sparkjobs.execution.failures import settle
+from sparkjobs.execution.state import (
+    fail_step,
+    find_step,
+    load_context,
+    next_to_publish,
+    piece_rows,
+    sessions_for,
+    succeed_step,
+)
+from sparkjobs.execution.wavjoin import join_wavs
+from sparkjobs.store.artifacts import link_artifact
+from sparkjobs.store.models import Attempt, AttemptStatus, PieceStatus, Status
+from sparkjobs.store.runs import StepTimings, finish_attempt, start_attempt, utc_now
+
+
+@shared_task(name=JOIN_TASK, bind=True)
+def join_audio(self: Task[Any, Any], run_id: str, index: int, service: str) -> None:
+    """Join the pieces of step `index` of run `run_id`; safe to run twice."""
+    app = cast(SparkjobsApp, self.app)
+    config = app.sparkjobs_config
+    sessions = sessions_for(config.database)
+    run = uuid.UUID(run_id)
+    with sessions.begin() as session:
+        step = find_step(session, run, index)
+        attempt = start_attempt(
+            session, step.id, task_id=str(self.request.id), worker=str(self.request.hostname)
+        )
+        follow = None
+        if attempt is None and step.status == Status.SUCCEEDED:
+            follow = next_to_publish(session, run, index)
+        context = load_context(session, run, index)
+        pieces = [(row.sha256, row.ttft_ms) for row in piece_rows(session, step.id)
+                  if row.status == PieceStatus.SUCCEEDED]  # fmt: skip
+        expected, started_at = step.pieces_total, step.started_at
+        first_piece_at = session.scalar(
+            select(Attempt.started_at)
+            .where(Attempt.step_id == step.id, Attempt.piece == 0,
+                   Attempt.status == AttemptStatus.SUCCEEDED)
+        )  # fmt: skip
+    if attempt is None:
+        if follow is not None:
+            publish_step(app, run, follow.index, follow.service)
+        return
+    what = f"step {index} (speak on {service}), join"
+
+    def retry_later(error: str) -> None:
+        with sessions.begin() as session:
+            finish_attempt(session, attempt.id, error=error)
+
+    def fail(error: str) -> None:
+        with sessions.begin() as session:
+            fail_step(session, run, context.step_id, error, attempt_id=attempt.id)
+
+    try:
+        if expected is None or len(pieces) != expected:
+            raise PermanentError(f"{len(pieces)} of {expected} pieces are synthesized")
+        wavs = [read_artifact(config, context.node, str(sha)) for sha, _ in pieces]
+        try:
+            joined = join_wavs(wavs)
+        except BadAudio as exc:  # the pieces will not change: retrying cannot help
+            raise PermanentError(str(exc)) from exc
+        sha = save_wav(config, context.node, joined.wav)
+        now = utc_now()
+        wall_s = (now - started_at).total_seconds() if started_at else 0.0
+        ttft_ms = None
+        if pieces[0][1] is not None and first_piece_at is not None and started_at is not None:
+            # The listener's wait: until piece 0 began, plus its own time to first audio.
+            ttft_ms = (first_piece_at - started_at).total_seconds() * 1000 + pieces[0][1]
+        timings = StepTimings(ttft_ms=ttft_ms, audio_s=joined.duration_s,
+                              rtf=real_time_factor(joined.duration_s, wall_s))  # fmt: skip
+        data = {"artifact": sha, "duration_s": joined.duration_s, "pieces": len(pieces)}
+        with sessions.begin() as session:
+            link_artifact(session, context.step_id, sha, name="audio")
+            finish_attempt(session, attempt.id, now=now)
+            # The step's latency runs from its first attempt (the split) to now.
+            succeed_step(session, context, attempt_id=None, data=data,
+                         task_id=str(self.request.id), timings=timings, now=now)  # fmt: skip
+            follow = next_to_publish(session, run, index)
+    except Exception as exc:
+        settle(self, exc, what=what, max_delay_s=config.tasks.max_retry_delay_s,
+               on_retry=retry_later, on_failure=fail)  # fmt: skip
+        return
+    if follow is not None:
+        publish_step(app, run, follow.index, follow.service)

@@ -1,0 +1,86 @@
+"""`sparkjobs.speak_piece`: synthesize one piece of a long speak step's text.
+
+Pieces of one step are queued together and run as the node's threads and the
+service's `max_in_flight` allow. A piece that fails is retried alone; the others
+keep their audio. The piece that brings the count of finished pieces to the total
+(one atomic UPDATE in SQL) queues the join: no chord, no result backend.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, cast
+
+from celery import Task, shared_task
+
+from sparkjobs.app import SparkjobsApp
+from sparkjobs.backends import OrpheusClient, client_for
+from sparkjobs.errors import BadInput
+from sparkjobs.execution.audio import save_wav
+from sparkjobs.execution.dispatch import PIECE_TASK, publish_join
+from sparkjobs.execution.failures import settle
+from sparkjobs.execution.outputs import in_flight
+from sparkjobs.execution.state import (
+    fail_piece,
+    fail_step,
+    find_step,
+    finish_piece,
+    pieces_ready,
+    sessions_for,
+    start_piece,
+)
+from sparkjobs.store.artifacts import link_artifact
+from sparkjobs.store.models import ArtifactRole
+from sparkjobs.store.runs import finish_attempt
+
+
+@shared_task(name=PIECE_TASK, bind=True)
+def speak_piece(self: Task[Any, Any], run_id: str, index: int, piece: int, service: str) -> None:
+    """Synthesize piece `piece` of step `index` of run `run_id`; safe to run twice."""
+    app = cast(SparkjobsApp, self.app)
+    config = app.sparkjobs_config
+    sessions = sessions_for(config.database)
+    run = uuid.UUID(run_id)
+    with sessions.begin() as session:
+        step = find_step(session, run, index)
+        step_id, node, spec = step.id, step.node, dict(step.spec or {})
+        started = start_piece(
+            session, step_id, piece, task_id=str(self.request.id), worker=str(self.request.hostname)
+        )
+        due = started is None and pieces_ready(session, step_id)
+    if started is None:  # done before (or the run ended); re-queue a join a crash lost
+        if due:
+            publish_join(app, run, index, service)
+        return
+    attempt, text = started
+    what = f"step {index} (speak on {service}), piece {piece}"
+
+    def retry_later(error: str) -> None:
+        with sessions.begin() as session:
+            finish_attempt(session, attempt.id, error=error)
+
+    def fail(error: str) -> None:
+        with sessions.begin() as session:
+            fail_piece(session, step_id, piece, error)
+            fail_step(session, run, step_id, error, attempt_id=attempt.id)
+
+    try:
+        client = client_for(config.services[service], name=service)
+        try:
+            if not isinstance(client, OrpheusClient):
+                raise BadInput(f"{what}: service {service!r} is not an Orpheus TTS service")
+            with in_flight(service, config.services[service]):
+                result = client.speak(text, voice=spec.get("voice"))
+        finally:
+            client.close()
+        sha = save_wav(config, node, result.wav)
+        with sessions.begin() as session:
+            link_artifact(session, step_id, sha, role=ArtifactRole.PIECE, name=f"piece-{piece:04d}")
+            due = finish_piece(session, step_id, piece, sha256=sha, ttft_ms=result.timings.ttft_ms)
+            finish_attempt(session, attempt.id)
+    except Exception as exc:
+        settle(self, exc, what=what, max_delay_s=config.tasks.max_retry_delay_s,
+               on_retry=retry_later, on_failure=fail)  # fmt: skip
+        return
+    if due:
+        publish_join(app, run, index, service)
