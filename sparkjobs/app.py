@@ -53,7 +53,11 @@ def create_app(config: Config, *, role: Role = "client") -> SparkjobsApp:
             "client" (the CLI and library callers: short timeouts, fail fast).
     """
     app = SparkjobsApp(config, role)
-    transport: dict[str, object] = {"visibility_timeout": config.tasks.visibility_s}
+    transport: dict[str, object] = {
+        "visibility_timeout": config.tasks.visibility_s,
+        # Interactive runs go first: Redis priority sub-queues, 0 the highest.
+        "queue_order_strategy": "priority",
+    }
     if config.broker_key_prefix:
         transport["global_keyprefix"] = config.broker_key_prefix
     if role == "client":
@@ -87,6 +91,8 @@ def create_app(config: Config, *, role: Role = "client") -> SparkjobsApp:
         task_create_missing_queues=False,
         task_routes=(ServiceRouter(config),),
         task_publish_retry=role == "daemon",
+        # A step, piece or join published by a task keeps its run's priority.
+        task_inherit_parent_priority=True,
         # Flower and `up` follow tasks through events.
         worker_send_task_events=True,
         task_send_sent_event=True,

@@ -16,6 +16,7 @@ SparkjobsError
 │   └── DiskFull           no space left for the artifact; nothing partial is kept
 └── ModelServerError       a model server answered badly
     ├── RetryableError     try again later (5xx, timeouts, refused connections...)
+    │   ├── ServerUnreachable  no connection at all: the step waits for the server
     │   └── BadAudio       a 200 whose WAV is empty, malformed or implausible
     └── PermanentError     retrying cannot help (validation, unknown model)
         ├── UnknownModel   the server does not serve the model asked for
@@ -103,6 +104,14 @@ class RetryableError(ModelServerError):
 
 class PermanentError(ModelServerError):
     """The request itself is wrong: sending it again cannot succeed."""
+
+
+class ServerUnreachable(RetryableError):
+    """The server could not be reached at all (connection refused or timed out).
+
+    The step waits for the server's health to come back, up to its wait deadline,
+    rather than spending its retries on a server that is down or loading.
+    """
 
 
 class BadAudio(RetryableError):

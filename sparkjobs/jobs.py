@@ -107,6 +107,8 @@ class ChatStep:
     system: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
+    # Publish the reply's pieces over Redis while it is generated (`submit chat --stream`).
+    stream_tokens: bool = False
     origin: Origin = field(default=Origin("?", 0), compare=False)
     kind: Literal["chat"] = "chat"
 
@@ -157,7 +159,7 @@ Step = ChatStep | SpeakStep | CloneStep | CustomStep
 
 
 def chat(prompt: str, **options: Any) -> ChatStep:
-    """A chat step; options: service, model, system, max_tokens, temperature."""
+    """A chat step; options: service, model, system, max_tokens, temperature, stream_tokens."""
     return ChatStep(prompt, origin=_caller(), **options)
 
 

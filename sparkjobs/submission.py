@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.errors import BadInput, Unreachable
@@ -97,6 +99,8 @@ def submit_job(
     trigger: str,
     scheduled_for: datetime | None = None,
     app: SparkjobsApp | None = None,
+    interactive: bool = False,
+    sessions: sessionmaker[Session] | None = None,
 ) -> Submitted:
     """Write a run of `job` and its steps to SQL, then queue its first step.
 
@@ -107,6 +111,10 @@ def submit_job(
         trigger: "schedule", "submit", "manual", "api" or "retry".
         scheduled_for: the slot a schedule fired for (aware); unique per job.
         app: the Celery app to publish with (default: a client app of `config`).
+        interactive: someone waits for the run (`submit --wait`): every message of
+            the run goes ahead of background work, in the queue and for a lease.
+        sessions: a session factory to reuse (bulk submitters: the API, benchmarks);
+            default: a new engine for this call, disposed of afterwards.
 
     Returns:
         The run's id, and created=False when the slot's run already existed (then
@@ -124,11 +132,13 @@ def submit_job(
     except ValueError as exc:
         raise BadInput(f"{exc}; triggers: {', '.join(t.value for t in Trigger)}") from exc
     try:
-        with store_sessions(config) as sessions, sessions.begin() as session:
+        with _sessions(config, sessions) as factory, factory.begin() as session:
             run, created = create_run(
                 session, job=job.name, kind=kind, trigger=how, params=merged,
                 scheduled_for=scheduled_for,
             )  # fmt: skip
+            if created and interactive:
+                run.interactive = True
             if created:
                 for plan in plans:
                     step = add_step(
@@ -139,18 +149,31 @@ def submit_job(
     except DBAPIError as exc:
         raise unreachable(config.database, exc) from exc
     if created:
-        _publish(config, app, run.id, plans[0].service)
+        _publish(config, app, run.id, plans[0].service, interactive=interactive)
     return Submitted(run.id, created)
 
 
-def _publish(config: Config, app: SparkjobsApp | None, run_id: uuid.UUID, service: str) -> None:
+@contextmanager
+def _sessions(
+    config: Config, sessions: sessionmaker[Session] | None
+) -> Iterator[sessionmaker[Session]]:
+    if sessions is not None:
+        yield sessions
+        return
+    with store_sessions(config) as made:
+        yield made
+
+
+def _publish(
+    config: Config, app: SparkjobsApp | None, run_id: uuid.UUID, service: str, *, interactive: bool
+) -> None:
     from kombu.exceptions import OperationalError
 
     from sparkjobs.app import create_app
     from sparkjobs.config.render import mask_url
 
     try:
-        publish_step(app or create_app(config), run_id, 0, service)
+        publish_step(app or create_app(config), run_id, 0, service, interactive=interactive)
     except OperationalError as exc:
         raise Unreachable(
             f"broker {mask_url(config.broker)} is unreachable ({exc}); run {run_id} is "

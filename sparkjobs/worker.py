@@ -19,7 +19,11 @@ from celery.concurrency.thread import TaskPool
 
 from sparkjobs.app import create_app
 from sparkjobs.artifacts.server import ServerThread
+from sparkjobs.dispatch.monitor import HealthMonitor
 from sparkjobs.errors import Unreachable
+from sparkjobs.janitor import Janitor
+from sparkjobs.metrics import serve as serve_metrics
+from sparkjobs.metrics_state import install as install_metrics
 from sparkjobs.routing import queue_for_node
 
 if TYPE_CHECKING:
@@ -97,10 +101,23 @@ def run_worker(config: Config, node: str, *, loglevel: str = "INFO") -> NoReturn
     # The node's artifacts are served by its worker, on the node's bond address.
     artifacts = ServerThread(config, node).start()
     log.info("artifact server of %s on %s", node, ", ".join(artifacts.urls))
+    # So are its Prometheus metrics, when a metrics port is configured.
+    metrics = serve_metrics(config, node)
+    if metrics is not None:
+        install_metrics(app)
+        log.info("metrics of %s on %s", node, ", ".join(metrics.urls))
+    # It probes its services and publishes their health for every worker's gate.
+    health = HealthMonitor(config, node, app.redis).start()
+    # And it removes the node's artifact files that no row references any more.
+    janitor = Janitor(config, node).start()
     try:
         worker.start()
     finally:
+        janitor.stop()
+        health.stop()
         artifacts.stop()
+        if metrics is not None:
+            metrics.stop()
     code = int(worker.exitcode or 0)
     logging.shutdown()
     # Threads of tasks that outlived the grace period must not keep the process

@@ -69,9 +69,16 @@ def postgres_schema(server_url: str) -> Iterator[str]:
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, leg: str, tmp_path: Path) -> Iterator[str]:
     """An empty database of this test's leg: a SQLite file, or a fresh PostgreSQL schema."""
+    from sparkjobs.store.engine import dispose_shared
+
     if leg == "embedded":
-        yield f"sqlite:///{tmp_path / 'sparkjobs.db'}"
+        url = f"sqlite:///{tmp_path / 'sparkjobs.db'}"
+        yield url
+        dispose_shared(url)
         return
     host = make_url(POSTGRES_URL).host
     require("PostgreSQL", f"{host}", request.getfixturevalue("postgres_unreachable"))
-    yield from postgres_schema(POSTGRES_URL)
+    for url in postgres_schema(POSTGRES_URL):
+        yield url
+        # Pools this process opened on the schema close before it is dropped.
+        dispose_shared(url)

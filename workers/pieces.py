@@ -15,17 +15,18 @@ from celery import Task, shared_task
 
 from sparkjobs.app import SparkjobsApp
 from sparkjobs.backends import OrpheusClient, client_for
+from sparkjobs.dispatch.admission import admit, call_slot
 from sparkjobs.errors import BadInput
 from sparkjobs.execution.audio import save_wav
 from sparkjobs.execution.dispatch import PIECE_TASK, publish_join
 from sparkjobs.execution.failures import settle
-from sparkjobs.execution.outputs import in_flight
 from sparkjobs.execution.state import (
     fail_piece,
     fail_step,
     find_step,
     finish_piece,
     pieces_ready,
+    run_ended,
     sessions_for,
     start_piece,
 )
@@ -41,6 +42,7 @@ def speak_piece(self: Task[Any, Any], run_id: str, index: int, piece: int, servi
     config = app.sparkjobs_config
     sessions = sessions_for(config.database)
     run = uuid.UUID(run_id)
+    admit(self, run_id, index, service, piece=piece)  # a lease of the service, or wait
     with sessions.begin() as session:
         step = find_step(session, run, index)
         step_id, node, spec = step.id, step.node, dict(step.spec or {})
@@ -69,7 +71,13 @@ def speak_piece(self: Task[Any, Any], run_id: str, index: int, piece: int, servi
         try:
             if not isinstance(client, OrpheusClient):
                 raise BadInput(f"{what}: service {service!r} is not an Orpheus TTS service")
-            with in_flight(service, config.services[service]):
+            with call_slot():
+                # Checkpoint: the run may have been cancelled while this piece waited.
+                with sessions() as session:
+                    ended = run_ended(session, run)
+                if ended:
+                    retry_later("the run ended before this piece was synthesized")
+                    return
                 result = client.speak(text, voice=spec.get("voice"))
         finally:
             client.close()

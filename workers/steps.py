@@ -15,13 +15,14 @@ from typing import Any, cast
 from celery import Task, shared_task
 
 from sparkjobs.app import SparkjobsApp
-from sparkjobs.backends import OrpheusClient, client_for
+from sparkjobs.backends import OrpheusClient, ServerClient, client_for
 from sparkjobs.config import Config
+from sparkjobs.dispatch.admission import admit, call_slot
 from sparkjobs.errors import BadInput, UnknownVoice
 from sparkjobs.execution.audio import read_artifact, save_wav
 from sparkjobs.execution.dispatch import STEP_TASK, publish_join, publish_piece, publish_step
 from sparkjobs.execution.failures import settle
-from sparkjobs.execution.outputs import Output, in_flight, run_chat, run_clone, run_custom
+from sparkjobs.execution.outputs import Output, run_chat, run_clone, run_custom
 from sparkjobs.execution.sentences import split_text
 from sparkjobs.execution.state import (
     StepContext,
@@ -31,6 +32,7 @@ from sparkjobs.execution.state import (
     load_context,
     next_to_publish,
     pieces_ready,
+    run_ended,
     sessions_for,
     succeed_step,
 )
@@ -47,6 +49,8 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
     config = app.sparkjobs_config
     sessions = sessions_for(config.database)
     run = uuid.UUID(run_id)
+    # A lease of the service (chat, clone), or wait: no attempt before the server can answer.
+    admit(self, run_id, index, service)
     with sessions.begin() as session:
         step = find_step(session, run, index)
         attempt = start_attempt(
@@ -105,15 +109,31 @@ def _execute(config: Config, context: StepContext) -> Output:
             # A custom step manages its own calls; the limit applies per request
             # only to built-in steps, whose one call it knows.
             return run_custom(client, context, config.schedules_dir)
-        with in_flight(context.service, service):
+        with call_slot():  # the lease `admit` took, given back when the call ends
             if context.kind == "chat":
-                return run_chat(client, context)
+                return _chat(config, client, context)
             if context.kind == "clone":
                 ref = str(context.spec["ref_audio"])
                 return run_clone(client, context, _reference(config, context, ref), ref)
     finally:
         client.close()
     raise BadInput(f"{context.where}: unknown step kind {context.kind!r}")
+
+
+def _chat(config: Config, client: ServerClient, context: StepContext) -> Output:
+    """A chat step; with `stream_tokens` in its spec, its pieces go to a Redis stream too."""
+    if not context.spec.get("stream_tokens"):
+        return run_chat(client, context)
+    from sparkjobs.execution.tokens import TokenPublisher
+
+    publisher = TokenPublisher(config, context.run_id, context.index)
+    try:
+        output = run_chat(client, context, on_text=publisher.publish)
+    except Exception as exc:
+        publisher.close(error=str(exc) or type(exc).__name__)
+        raise
+    publisher.close()
+    return output
 
 
 def _reference(config: Config, context: StepContext, ref: str) -> bytes:
@@ -153,6 +173,8 @@ def _fan_out(app: SparkjobsApp, config: Config, context: StepContext, attempt: u
         todo = create_pieces(session, context.step_id, pieces)
         finish_attempt(session, attempt)  # this attempt split the text; pieces follow
         ready = pieces_ready(session, context.step_id)
+        if run_ended(session, context.run_id):  # cancelled meanwhile: queue nothing more
+            todo, ready = [], False
     for piece in todo:
         publish_piece(app, context.run_id, context.index, piece, context.service)
     if ready:

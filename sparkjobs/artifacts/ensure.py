@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from sparkjobs.artifacts.locate import (
 from sparkjobs.artifacts.manifest import Manifest, write_manifest
 from sparkjobs.artifacts.register import node_root
 from sparkjobs.errors import ArtifactUnavailable
+from sparkjobs.metrics import record_transfer
 from sparkjobs.store.artifacts import PARTIAL, StoredFile, artifact_path
 from sparkjobs.store.artifacts import record_artifact as record_row
 
@@ -62,10 +64,12 @@ def ensure_local(
             info = find(sessions, sha256)
             if _holds(info, node, dest):
                 return dest
+            started = time.monotonic()
             fetched, manifest = _fetch(
                 config, info, dest, streams=streams, exclude=node,
                 partial_dir=root / PARTIAL, progress=progress,
             )  # fmt: skip
+            record_transfer(node, fetched.bytes_received, time.monotonic() - started)
             write_manifest(root, manifest)
             with sessions.begin() as session:
                 stored = StoredFile(sha256, fetched.size_bytes, dest)

@@ -17,6 +17,7 @@ from sparkjobs.errors import (
     ModelServerError,
     PermanentError,
     RetryableError,
+    ServerUnreachable,
     UnknownModel,
     UnknownVoice,
 )
@@ -87,6 +88,8 @@ def error_for_transport(service: str, url: str, exc: httpx.HTTPError) -> Retryab
     else:
         what = f"the connection failed mid-answer ({type(exc).__name__}: {exc})"
         fix = "the server dropped the request; it will be retried"
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return ServerUnreachable(f"{service} at {url}: {what}; {fix}")
     return RetryableError(f"{service} at {url}: {what}; {fix}")
 
 

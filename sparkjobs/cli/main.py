@@ -21,7 +21,10 @@ from sparkjobs.errors import SparkjobsError
 
 # Each module adds its commands through `register(app)`; they import their heavy
 # dependencies inside the commands, so that `sparkjobs --help` starts fast.
-COMMAND_MODULES = ("config", "daemons", "ping", "up", "sim", "db", "artifacts", "jobs")
+COMMAND_MODULES = (
+    "config", "daemons", "ping", "up", "sim", "db", "artifacts", "jobs", "submit", "runs", "web",
+    "doctor",
+)  # fmt: skip
 
 app = typer.Typer(
     name="sparkjobs",

@@ -147,6 +147,10 @@ def _listeners(config: Config) -> Iterator[tuple[str, str, str, int]]:
         address = "loopback" if is_loopback(node.bond_address) else str(node.bond_address)
         key = f"nodes.{name}.artifacts_port" if node.artifacts_port else "artifacts.port"
         yield key, _host_of(config, name), address, config.artifacts_port(name)
+        metrics_port = config.metrics_port(name)
+        if metrics_port is not None:
+            key = f"nodes.{name}.metrics_port" if node.metrics_port else "metrics.port"
+            yield key, _host_of(config, name), address, metrics_port
     for key, section in (("flower", config.flower), ("web", config.web)):
         address = "loopback" if is_loopback(section.address) else str(section.address)
         yield f"{key}.port", _host_of(config, section.node), address, section.port
@@ -176,7 +180,7 @@ def _binds_need_secrets(config: Config) -> Iterator[Problem]:
             "flower.basic_auth",
             '["admin:a-long-password"]',
         )
-    if not is_loopback(config.web.address) and config.web.token is None:
+    if not is_loopback(config.web.address) and not (config.web.token or config.web.basic_auth):
         yield _needs_secret("web.address", config.web.address, "web.token", '"a-long-random-token"')
     exposed = [n for n, spec in config.nodes.items() if not is_loopback(spec.bond_address)]
     if exposed and config.artifacts.token is None:

@@ -69,6 +69,9 @@ class NodeConfig(_Section):
     artifacts_port: Port | None = Field(
         default=None, description="overrides [artifacts].port for this node"
     )
+    metrics_port: Port | None = Field(
+        default=None, description="overrides [metrics].port for this node"
+    )
 
 
 class TimeoutsConfig(_Section):
@@ -120,6 +123,33 @@ class TasksConfig(_Section):
         return self.visibility_timeout_s or self.time_limit_s + self.max_retry_delay_s + 300
 
 
+class DispatchConfig(_Section):
+    """How workers admit calls to model servers: leases, health, backpressure, waits."""
+
+    lease_ttl_s: float = Field(
+        default=15.0, gt=0, description="a lease not renewed this long is free (killed worker)"
+    )
+    health_interval_s: float = Field(default=2.0, gt=0, description="between health probes")
+    health_ttl_s: float = Field(
+        default=10.0, gt=0, description="a published health reading expires after this"
+    )
+    wait_deadline_s: float = Field(
+        default=600.0, gt=0, description="how long a step waits for a down or loading server"
+    )
+    max_wait_delay_s: float = Field(
+        default=30.0, gt=0, description="the longest countdown between two waits for health"
+    )
+    lease_poll_s: float = Field(
+        default=0.5, ge=0, description="how long a thread polls for a free lease before requeueing"
+    )
+    max_server_waiting: int = Field(
+        default=8, ge=0, description="vLLM: requests waiting on the server above this hold work"
+    )
+    max_kv_cache_usage: float = Field(
+        default=0.98, gt=0, le=1, description="vLLM: KV-cache usage above this holds work"
+    )
+
+
 class WorkerConfig(_Section):
     """How a node's worker runs."""
 
@@ -142,7 +172,35 @@ class WebConfig(_Section):
     address: IPAddress = LOOPBACK_V4
     port: Port = 8800
     node: Name | None = Field(default=None, description="the node it runs on; default the first")
-    token: SecretStr | None = None
+    token: SecretStr | None = Field(
+        default=None, description="API bearer token; also the password of basic auth"
+    )
+    basic_auth: tuple[SecretStr, ...] = Field(default=(), description='"user:password" entries')
+    public_url: HttpUrl | None = Field(
+        default=None, description="how people reach the run page (alert links); default its bind"
+    )
+    flower_url: HttpUrl | None = Field(
+        default=None, description="Flower as people reach it (task links); default its bind"
+    )
+
+    @property
+    def needs_auth(self) -> bool:
+        """Whether requests must authenticate: off loopback, or whenever a secret is set."""
+        return bool(self.token or self.basic_auth) or not is_loopback(self.address)
+
+
+class MetricsConfig(_Section):
+    """The Prometheus endpoint of each worker (no secret in any label); off without a port."""
+
+    port: Port | None = Field(default=None, description="nodes may override it (metrics_port)")
+
+
+class AlertsConfig(_Section):
+    """A webhook called once per incident: a run failed, or a service went down."""
+
+    webhook_url: SecretStr | None = None
+    format: Literal["ntfy", "slack"] = "ntfy"
+    health_every_s: float = Field(default=30.0, gt=0, description="how often services are probed")
 
 
 class ArtifactsConfig(_Section):
@@ -264,9 +322,12 @@ class Config(BaseSettings):
     services: dict[Name, ServiceConfig] = Field(default_factory=dict)
     tasks: TasksConfig = TasksConfig()
     worker: WorkerConfig = WorkerConfig()
+    dispatch: DispatchConfig = DispatchConfig()
     flower: FlowerConfig = FlowerConfig()
     web: WebConfig = WebConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    alerts: AlertsConfig = AlertsConfig()
     sim: dict[Name, SimProfile] = Field(
         default_factory=dict, description="simulator profiles, by service name"
     )
@@ -326,6 +387,10 @@ class Config(BaseSettings):
 
     def artifacts_port(self, node: str) -> int:
         return self.nodes[node].artifacts_port or self.artifacts.port
+
+    def metrics_port(self, node: str) -> int | None:
+        """The port of `node`'s worker metrics, or None when metrics are off."""
+        return self.nodes[node].metrics_port or self.metrics.port
 
     def first_node(self) -> str:
         return next(iter(self.nodes))

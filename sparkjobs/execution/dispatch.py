@@ -2,31 +2,61 @@
 
 Each message carries ids only (run id, step index, piece index) and `service=`,
 which the ServiceRouter turns into the queue of the node that hosts the service.
-Results never travel in messages: the receiving task reads SQL.
+Results never travel in messages: the receiving task reads SQL. Its priority is its
+run's: interactive runs 0 (Redis' highest), background work lower. A message a task
+publishes inherits the task's priority unless told (`task_inherit_parent_priority`).
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from celery import Celery
+
+from sparkjobs.execution.labels import task_label
+
+INTERACTIVE_PRIORITY = 0
+BACKGROUND_PRIORITY = 6
 
 STEP_TASK = "sparkjobs.step"
 PIECE_TASK = "sparkjobs.speak_piece"
 JOIN_TASK = "sparkjobs.join_audio"
 
 
-def publish_step(app: Celery, run_id: uuid.UUID, index: int, service: str) -> None:
+def message_priority(app: Celery, interactive: bool | None) -> dict[str, Any]:
+    """The priority option of a message: the run's if known, else the publishing
+    task's (inherited), else background."""
+    if interactive is not None:
+        return {"priority": INTERACTIVE_PRIORITY if interactive else BACKGROUND_PRIORITY}
+    if app.current_worker_task is not None:
+        return {}
+    return {"priority": BACKGROUND_PRIORITY}
+
+
+def publish_step(
+    app: Celery, run_id: uuid.UUID, index: int, service: str, *, interactive: bool | None = None
+) -> None:
     """Queue step `index` of a run on its service's node."""
-    app.send_task(STEP_TASK, kwargs={"run_id": str(run_id), "index": index, "service": service})
+    app.send_task(STEP_TASK, kwargs={"run_id": str(run_id), "index": index, "service": service},
+                  kwargsrepr=task_label(app, run_id, index, service),
+                  **message_priority(app, interactive))  # fmt: skip
 
 
-def publish_piece(app: Celery, run_id: uuid.UUID, index: int, piece: int, service: str) -> None:
+def publish_piece(
+    app: Celery, run_id: uuid.UUID, index: int, piece: int, service: str,
+    *, interactive: bool | None = None,
+) -> None:  # fmt: skip
     """Queue the synthesis of one piece of step `index`'s text."""
     kwargs = {"run_id": str(run_id), "index": index, "piece": piece, "service": service}
-    app.send_task(PIECE_TASK, kwargs=kwargs)
+    label = task_label(app, run_id, index, service, part=f"piece {piece + 1}")
+    app.send_task(PIECE_TASK, kwargs=kwargs, kwargsrepr=label, **message_priority(app, interactive))
 
 
-def publish_join(app: Celery, run_id: uuid.UUID, index: int, service: str) -> None:
+def publish_join(
+    app: Celery, run_id: uuid.UUID, index: int, service: str, *, interactive: bool | None = None
+) -> None:
     """Queue the join of step `index`'s pieces (on the node that stored them)."""
-    app.send_task(JOIN_TASK, kwargs={"run_id": str(run_id), "index": index, "service": service})
+    app.send_task(JOIN_TASK, kwargs={"run_id": str(run_id), "index": index, "service": service},
+                  kwargsrepr=task_label(app, run_id, index, service, part="join"),
+                  **message_priority(app, interactive))  # fmt: skip

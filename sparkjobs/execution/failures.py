@@ -14,8 +14,13 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import DBAPIError
 
-from sparkjobs.errors import RetryableError, SparkjobsError, Unreachable
-from sparkjobs.execution.retry import retry_delay_s, should_retry
+from sparkjobs.errors import RetryableError, ServerUnreachable, SparkjobsError, Unreachable
+from sparkjobs.execution.retry import (
+    CELERY_MAX_RETRIES,
+    max_countdown_s,
+    retry_delay_s,
+    should_retry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +56,31 @@ def settle(
     Raises:
         celery.exceptions.Retry: the retry is queued (Celery acknowledges this message).
     """
-    retries = int(task.request.retries or 0)
+    from sparkjobs.dispatch.admission import current_ticket, wait_then_retry
+    from sparkjobs.dispatch.waits import Wait, WaitKind
+
+    ticket = current_ticket()
+    # Waits hand the message back too, so Celery's count of retries is not the count
+    # of failures: an admitted task knows its failed attempts from SQL.
+    retries = ticket.failures if ticket is not None else int(task.request.retries or 0)
     message = f"{what}: {describe(exc)}"
+    if isinstance(exc, ServerUnreachable) and ticket is not None:
+        # Down or loading: wait for its health (up to the wait deadline) instead of
+        # spending retries on it; every other waiting step learns it at once.
+        log.warning("%s; waiting for the server", message)
+        on_retry(message)
+        ticket.gate.report_unreachable(ticket.service, describe(exc))
+        wait_then_retry(task, ticket, Wait(WaitKind.HEALTH, message, 1.0))
     if isinstance(exc, TRANSIENT) and should_retry(retries):
         log.warning("%s; retry %d", message, retries + 1)
         on_retry(message)
+        if ticket is not None:
+            max_delay_s = min(max_delay_s, max_countdown_s(ticket.gate.config.tasks))
         countdown = retry_delay_s(retries, max_delay_s=max_delay_s)
-        raise task.retry(countdown=countdown, max_retries=None)
+        if ticket is not None:
+            text = f"attempt {retries + 1} failed ({message}); next try in {countdown:.1f} s"
+            wait_then_retry(task, ticket, Wait(WaitKind.RETRY, text, countdown))
+        raise task.retry(countdown=countdown, max_retries=CELERY_MAX_RETRIES)
     if isinstance(exc, TRANSIENT):
         message = f"{what}: gave up after {retries + 1} attempts; last error: {describe(exc)}"
     elif not isinstance(exc, SparkjobsError):

@@ -1,17 +1,15 @@
 """Calling the model servers for a step, and what comes back: text, data or audio.
 
 Each function takes a ready client of the step's service and the step's context,
-and returns an `Output`. A process-wide semaphore per service keeps this worker's
-requests to a server within the service's `max_in_flight`.
+and returns an `Output`. Who may call a server when is not decided here: the
+cluster-wide leases of `sparkjobs.dispatch` keep every server within its limit.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,23 +19,10 @@ from sparkjobs.backends.ollama import OllamaClient
 from sparkjobs.backends.openai import OpenAIClient
 from sparkjobs.backends.qwen_clone import QwenCloneClient, Reference
 from sparkjobs.backends.timings import Timings
-from sparkjobs.config.model import ServiceConfig
 from sparkjobs.errors import BadInput, PermanentError
 from sparkjobs.execution.state import StepContext
 from sparkjobs.execution.templates import render
 from sparkjobs.store.runs import StepTimings
-
-_limits: dict[str, threading.BoundedSemaphore] = {}
-_limits_lock = threading.Lock()
-
-
-@contextmanager
-def in_flight(name: str, service: ServiceConfig) -> Iterator[None]:
-    """Hold one of the service's `max_in_flight` slots in this process."""
-    with _limits_lock:
-        slots = _limits.setdefault(name, threading.BoundedSemaphore(service.in_flight_limit))
-    with slots:
-        yield
 
 
 @dataclass(frozen=True)
@@ -59,8 +44,13 @@ def step_timings(timings: Timings) -> StepTimings:
     )  # fmt: skip
 
 
-def run_chat(client: ServerClient, context: StepContext) -> Output:
-    """Ask an LLM service; the rendered prompt (and system prompt) are the messages."""
+def run_chat(
+    client: ServerClient, context: StepContext, on_text: Callable[[str], None] | None = None
+) -> Output:
+    """Ask an LLM service; the rendered prompt (and system prompt) are the messages.
+
+    `on_text` is called with each piece of the reply as it arrives (token streaming).
+    """
     spec = context.spec
     prompt = render(str(spec["prompt"]), context.template(), where=context.where)
     messages = []
@@ -79,9 +69,15 @@ def run_chat(client: ServerClient, context: StepContext) -> Output:
             options["num_predict"] = max_tokens
         if temperature is not None:
             options["temperature"] = temperature
-        result = client.chat(messages, model=model, options=options or None)
+        result = client.chat(
+            messages, model=model, options=options or None,
+            on_delta=None if on_text is None else lambda delta: on_text(delta.content),
+        )  # fmt: skip
     elif isinstance(client, OpenAIClient):
-        result = client.chat(messages, model=model, max_tokens=max_tokens, temperature=temperature)
+        result = client.chat(
+            messages, model=model, max_tokens=max_tokens, temperature=temperature,
+            on_delta=None if on_text is None else lambda delta: on_text(delta.content),
+        )  # fmt: skip
     else:
         raise BadInput(
             f"{context.where}: a chat step needs an LLM service, not {context.service!r}"

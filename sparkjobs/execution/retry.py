@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sparkjobs.config.model import TasksConfig
 
 MAX_RETRIES = 6
 BASE_DELAY_S = 1.0
+VISIBILITY_MARGIN_S = 60
+# Celery stops a task after its own max_retries (None means the task's default, 3):
+# this policy and the wait deadline decide, so Celery's limit must never come first.
+CELERY_MAX_RETRIES = 1_000_000
 
 
 def retry_delay_s(
@@ -36,3 +44,15 @@ def retry_delay_s(
 def should_retry(retries: int, *, max_retries: int = MAX_RETRIES) -> bool:
     """Whether a task that has been retried `retries` times may be retried again."""
     return retries < max_retries
+
+
+def max_countdown_s(tasks: TasksConfig) -> float:
+    """The longest countdown a retry or a wait may use.
+
+    A message waiting for its countdown is held unacknowledged, and the broker's
+    visibility timeout counts that time too: the countdown must stay below the
+    timeout minus the time the attempt itself may take, or the message is
+    delivered a second time while it waits.
+    """
+    room_s = tasks.visibility_s - tasks.time_limit_s - VISIBILITY_MARGIN_S
+    return float(max(1.0, min(float(tasks.max_retry_delay_s or 1), room_s)))

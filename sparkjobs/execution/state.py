@@ -7,7 +7,6 @@ Functions take the caller's session (`with sessions.begin() as session:`).
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.errors import UnknownRun
 from sparkjobs.execution.templates import TemplateContext, output_text
-from sparkjobs.store.engine import insert_ignoring_conflicts, open_store
+from sparkjobs.store.engine import insert_ignoring_conflicts, shared_sessions
 from sparkjobs.store.models import (
     Attempt,
     AttemptStatus,
@@ -34,10 +33,9 @@ from sparkjobs.store.models import (
 from sparkjobs.store.runs import finish_run, finish_step, utc_now
 
 
-@functools.lru_cache(maxsize=8)
 def sessions_for(database_url: str) -> sessionmaker[Session]:
     """One session factory (and connection pool) per database, shared by a worker's threads."""
-    return open_store(database_url)
+    return shared_sessions(database_url)
 
 
 @dataclass(frozen=True)
@@ -165,6 +163,13 @@ def next_to_publish(session: Session, run_id: uuid.UUID, index: int) -> Step | N
     if step is None or step.status != Status.QUEUED:
         return None
     return step
+
+
+def run_ended(session: Session, run_id: uuid.UUID) -> bool:
+    """Whether the run is finished (failed or cancelled, say): the checkpoint that work
+    not yet sent to a model server asks, since a revoke cannot stop a running thread."""
+    status = session.scalar(select(Run.status).where(Run.id == run_id))
+    return status is None or status.terminal
 
 
 # --- pieces of long speech ---------------------------------------------------

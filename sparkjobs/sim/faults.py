@@ -2,13 +2,15 @@
 
 Each work request draws its fate from a seeded generator: answer normally, fail at
 once (error_rate), hang (hang_rate), or fail mid-stream (midstream_error_rate).
-`Stats` counts requests in flight and the most seen at once; `/_sim/stats` shows it.
+`Stats` counts requests in flight, the most seen at once, and the time the server was
+busy and idle between its first request and its last; `/_sim/stats` shows them.
 """
 
 from __future__ import annotations
 
 import enum
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,27 +42,48 @@ class Stats:
     max_in_flight: int = 0
     requests: int = 0
     fates: Counter[str] = field(default_factory=Counter)
+    # Busy: at least one request in flight. Idle is the rest of the time between the
+    # first request's arrival and the last one's end (a serial server's gaps).
+    busy_s: float = 0.0
+    first_at: float | None = None
+    last_at: float | None = None
+    _busy_since: float | None = None
 
     def enter(self) -> None:
+        now = time.monotonic()
+        if self.in_flight == 0:
+            self._busy_since = now
+        if self.first_at is None:
+            self.first_at = now
         self.in_flight += 1
         self.requests += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
     def leave(self) -> None:
         self.in_flight -= 1
+        now = time.monotonic()
+        self.last_at = now
+        if self.in_flight == 0 and self._busy_since is not None:
+            self.busy_s += now - self._busy_since
+            self._busy_since = None
 
     def reset(self) -> None:
         """Forget the history; requests in flight stay counted."""
         self.max_in_flight = self.in_flight
         self.requests = 0
         self.fates.clear()
+        self.busy_s, self.first_at, self.last_at = 0.0, None, None
+        self._busy_since = time.monotonic() if self.in_flight else None
 
     def as_json(self) -> dict[str, Any]:
+        span_s = (self.last_at - self.first_at) if self.first_at and self.last_at else 0.0
         return {
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "requests": self.requests,
             "fates": dict(self.fates),
+            "busy_s": round(self.busy_s, 6),
+            "idle_s": round(max(0.0, span_s - self.busy_s), 6),
         }
 
 

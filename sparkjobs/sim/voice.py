@@ -21,6 +21,8 @@ _TAG = re.compile(r"<[a-z_]+>")
 CHARS_PER_S = 14.0  # a calm reading pace
 TAG_S = 0.6  # <laugh>, <sigh>... take about this long
 SYLLABLE_S = 0.25
+# Orpheus' English voices by how they sound, for espeak-ng's variants.
+FEMALE_VOICES = frozenset({"tara", "leah", "jess", "mia", "zoe"})
 
 
 def speech_seconds(text: str) -> float:
@@ -32,7 +34,7 @@ def speech_seconds(text: str) -> float:
 
 def synthesize(text: str, voice: str, frames: int) -> bytes:
     """`frames` samples of PCM reading `text` in `voice` (espeak-ng, or a tone)."""
-    spoken = _espeak(_TAG.sub("", text).strip()) if shutil.which("espeak-ng") else None
+    spoken = _espeak(_TAG.sub("", text).strip(), voice) if shutil.which("espeak-ng") else None
     if spoken:
         pcm = spoken[: frames * 2]
         return pcm + bytes(frames * 2 - len(pcm))
@@ -58,14 +60,24 @@ def _syllable(voice: str) -> bytes:
     return samples.tobytes()
 
 
+def _espeak_voice(voice: str) -> list[str]:
+    """espeak-ng options that give each simulated voice a sound of its own."""
+    digest = hashlib.sha256(voice.encode()).digest()
+    variant = "en+f3" if voice in FEMALE_VOICES else "en+m3"
+    return ["-v", variant, "-p", str(30 + digest[0] % 40)]
+
+
 @functools.lru_cache(maxsize=32)
-def _espeak(text: str) -> bytes | None:
-    """espeak-ng's reading of `text`, resampled to 24 kHz; None if it fails."""
+def _espeak(text: str, voice: str) -> bytes | None:
+    """espeak-ng's reading of `text` in `voice`, resampled to 24 kHz; None if it fails."""
     if not text:
         return None
     try:
         done = subprocess.run(
-            ["espeak-ng", "--stdout", text], capture_output=True, timeout=30, check=True
+            ["espeak-ng", "--stdout", *_espeak_voice(voice), text],
+            capture_output=True,
+            timeout=30,
+            check=True,
         )
         info = parse_wav(done.stdout)
     except (OSError, subprocess.SubprocessError, BadAudio):

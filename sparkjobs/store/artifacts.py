@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from sparkjobs.store.engine import insert_ignoring_conflicts, upsert
@@ -152,7 +152,21 @@ def link_artifact(
     A linked artifact is kept by `sparkjobs db prune` for as long as the run is.
     """
     values = {"step_id": step_id, "sha256": sha256, "role": ArtifactRole(role), "name": name}
-    return insert_ignoring_conflicts(session, StepArtifact, values)
+    if insert_ignoring_conflicts(session, StepArtifact, values):
+        return True
+    if ArtifactRole(role) != ArtifactRole.OUTPUT:
+        return False
+    # Speech of one piece joins into the piece itself: its link becomes the output.
+    promoted = session.execute(
+        update(StepArtifact)
+        .where(
+            StepArtifact.step_id == step_id,
+            StepArtifact.sha256 == sha256,
+            StepArtifact.role == ArtifactRole.PIECE,
+        )
+        .values(role=ArtifactRole.OUTPUT, name=name)
+    )
+    return bool(cast("CursorResult[Any]", promoted).rowcount)
 
 
 def _chunks(content: bytes | IO[bytes] | Iterable[bytes]) -> Iterable[bytes]:

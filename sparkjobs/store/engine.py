@@ -7,6 +7,7 @@ timeout so that the CLI fails fast.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -81,6 +82,33 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 def open_store(url: str, *, connect_timeout_s: int = CONNECT_TIMEOUT_S) -> sessionmaker[Session]:
     """A session factory for the database at `url`; check it with `check_reachable`."""
     return session_factory(make_engine(url, connect_timeout_s=connect_timeout_s))
+
+
+_shared: dict[str, sessionmaker[Session]] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_sessions(url: str) -> sessionmaker[Session]:
+    """This process's one session factory (and connection pool) for `url`.
+
+    A worker's threads share it. It is kept until `dispose_shared`, never evicted
+    silently: an evicted pool would leave its connections open until collected.
+    """
+    with _shared_lock:
+        found = _shared.get(url)
+        if found is None:
+            found = _shared[url] = open_store(url)
+        return found
+
+
+def dispose_shared(url: str | None = None) -> None:
+    """Close the pooled connections of the shared factories (all, or `url`'s)."""
+    with _shared_lock:
+        for key in [url] if url is not None else list(_shared):
+            sessions = _shared.pop(key, None)
+            bind = sessions.kw.get("bind") if sessions is not None else None
+            if bind is not None:
+                bind.dispose()
 
 
 def describe(url: str) -> str:

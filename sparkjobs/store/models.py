@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 # Explicit names so that both engines, and every future migration, agree on them.
 NAMING_CONVENTION = {
@@ -162,6 +163,8 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     params: Mapped[dict[str, Any]]
     rerun_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    # Submitted by someone who waits (`submit --wait`): its messages go first.
+    interactive: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     steps: Mapped[list[Step]] = relationship(
         back_populates="run", order_by="Step.index", passive_deletes=True
@@ -201,6 +204,9 @@ class Step(Base):
     # with one atomic UPDATE, so exactly one piece sees the last count).
     pieces_total: Mapped[int | None] = mapped_column(Integer)
     pieces_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What a queued or retrying step waits for (sparkjobs.dispatch.waits), and since when.
+    waiting_for: Mapped[str | None] = mapped_column(Text)
+    waiting_since: Mapped[datetime | None]
 
     run: Mapped[Run] = relationship(back_populates="steps")
     attempts: Mapped[list[Attempt]] = relationship(order_by="Attempt.number", passive_deletes=True)

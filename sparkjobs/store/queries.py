@@ -29,11 +29,13 @@ def list_runs(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 100,
+    node: str | None = None,
 ) -> list[Run]:
-    """Runs, newest first, filtered by job, status, trigger and creation time.
+    """Runs, newest first, filtered by job, status, trigger, creation time and node.
 
     Args:
         status: one status or several.
+        node: only runs with a step on this node.
         since: created at or after; until: created before.
         limit: at most this many (the newest).
     """
@@ -51,6 +53,8 @@ def list_runs(
         query = query.where(Run.created_at >= since)
     if until is not None:
         query = query.where(Run.created_at < until)
+    if node is not None:
+        query = query.where(Run.id.in_(select(Step.run_id).where(Step.node == node)))
     return list(session.scalars(query))
 
 
@@ -88,7 +92,8 @@ class ServiceFigures:
     """How one service did over a window of finished steps.
 
     Latency is the duration of the attempt that finished each step; ttft is the time
-    to first token (LLM) or first audio (TTS); rtf is synthesis time / audio length.
+    to first token (LLM) or first audio (TTS); rtf is audio seconds / wall seconds
+    (above 1: faster than real time).
     A figure is None when no step in the window recorded it.
     """
 

@@ -25,6 +25,7 @@ PROVIDERS = (
     "sparkjobs.up.plan:workers",
     "sparkjobs.up.plan:scheduler",
     "sparkjobs.up.plan:flower",
+    "sparkjobs.up.plan:web",
 )
 
 
@@ -114,6 +115,23 @@ def flower(config: Config) -> list[Component]:
             where=url,
             stage=Stage.WATCH,
             ready=lambda: http_answers(f"{url}/healthcheck"),
+        )
+    ]
+
+
+def web(config: Config) -> list[Component]:
+    """The run page and JSON API."""
+    from sparkjobs.up.probes import http_answers
+    from sparkjobs.web.app import public_url
+
+    url = f"http://{_host(str(config.web.address))}:{config.web.port}"
+    return [
+        Component(
+            name="web",
+            argv=sparkjobs_argv("web"),
+            where=public_url(config),
+            stage=Stage.WATCH,
+            ready=lambda: http_answers(f"{url}/healthz"),
         )
     ]
 

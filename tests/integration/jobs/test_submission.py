@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from sparkjobs.artifacts.locate import store_sessions
+from sparkjobs.broker import queue_keys
 from sparkjobs.errors import BadInput, UnknownService, Unreachable
 from sparkjobs.jobs import chat, job, speak
 from sparkjobs.store.models import Status
@@ -25,7 +26,7 @@ BRIEFING = job(
 
 
 def queued(broker: Broker, node: str) -> int:
-    return int(broker.client.llen(f"{broker.prefix}{node}"))
+    return sum(int(broker.client.llen(k)) for k in queue_keys(broker.prefix, node))
 
 
 def test_a_run_and_its_steps_are_written_before_one_message_is_queued(

@@ -80,3 +80,26 @@ def test_two_nodes_holding_one_blob_have_two_locations(
         artifact = session.scalars(select(Artifact)).one()
     assert nodes == ["spark1", "spark2"]
     assert artifact.duration_s is None
+
+
+def test_speech_of_one_piece_links_that_piece_as_the_step_output(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    from sparkjobs.store.artifacts import link_artifact
+    from sparkjobs.store.models import ArtifactRole, RunKind, StepArtifact, Trigger
+    from sparkjobs.store.runs import add_step, create_run
+
+    with sessions.begin() as session:
+        run, _ = create_run(session, job="speak", kind=RunKind.SPEAK, trigger=Trigger.SUBMIT)
+        step = add_step(session, run.id, 0, service="orpheus", node="spark2")
+        sha = store_artifact(
+            session, artifact_root(tmp_path, "spark2"), _wav(0.5), node="spark2",
+            media_type="audio/wav",
+        ).sha256  # fmt: skip
+        assert link_artifact(session, step.id, sha, role=ArtifactRole.PIECE)
+        # the join of a single piece is that very piece
+        assert link_artifact(session, step.id, sha, name="audio")
+        assert not link_artifact(session, step.id, sha, name="audio")  # once only
+    with sessions() as session:
+        links = session.scalars(select(StepArtifact)).all()
+    assert [(link.role, link.name) for link in links] == [(ArtifactRole.OUTPUT, "audio")]

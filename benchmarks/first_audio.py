@@ -1,0 +1,102 @@
+"""The scheduler's overhead on a short speak job, next to the model server's own time.
+
+In one warm process: the simulated Orpheus server (time scale 1) and a worker for its
+node run beside it; each round sends the same short text once straight to the server
+(the baseline: one HTTP request, the whole WAV back) and once as a job through the
+scheduler (`submit_job` of `speak_job`, then `follow_run` until the run has
+succeeded and its audio is in the store). The last line is the median difference.
+
+    .venv/bin/python benchmarks/first_audio.py [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench_cluster import bench_cluster, median
+
+TEXT = "Hello there, good morning."
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    from sparkjobs.adhoc import speak_job
+    from sparkjobs.app import create_app
+    from sparkjobs.backends import client_for
+    from sparkjobs.config import load_config
+    from sparkjobs.runinfo import follow_run
+    from sparkjobs.sim import SimHost
+    from sparkjobs.store.models import Status
+    from sparkjobs.submission import submit_job
+
+    with tempfile.TemporaryDirectory(prefix="sjb-") as tmp, bench_cluster(Path(tmp)) as cluster:
+        config = load_config(cluster.config_path)
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, daemon=True).start()
+        host = SimHost(config, ("orpheus",), {"time_scale": 1.0})
+        asyncio.run_coroutine_threadsafe(host.start(), loop).result(30)
+        asyncio.run_coroutine_threadsafe(host.ready(), loop).result(30)
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sparkjobs",
+                "--config",
+                str(cluster.config_path),
+                "worker",
+                "--node",
+                "spark2",
+                "--loglevel",
+                "WARNING",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            app = create_app(config)
+            deadline = time.monotonic() + 60
+            while not app.control.ping(timeout=0.5):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the worker did not come up")
+            client = client_for(config.services["orpheus"], name="orpheus")
+            job = speak_job(config, TEXT, voice="tara")
+            direct, scheduled = [], []
+            for number in range(args.rounds + 1):  # round 0 warms both paths
+                started = time.perf_counter()
+                client.speak(TEXT, voice="tara")
+                direct_ms = (time.perf_counter() - started) * 1000
+                started = time.perf_counter()
+                run = follow_run(config, submit_job(config, job, trigger="submit", app=app).run_id)
+                scheduled_ms = (time.perf_counter() - started) * 1000
+                assert run.status == Status.SUCCEEDED, run.error
+                if number:
+                    direct.append(direct_ms)
+                    scheduled.append(scheduled_ms)
+            client.close()
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+            asyncio.run_coroutine_threadsafe(host.stop(), loop).result(30)
+    differences = [ours - theirs for ours, theirs in zip(scheduled, direct, strict=True)]
+    print(f"rounds: {args.rounds} (after one warm-up round)")
+    print(f"straight to the simulated Orpheus (baseline): median {median(direct):.1f} ms")
+    print(
+        f"through the scheduler (submit, queue, worker, SQL, store): "
+        f"median {median(scheduled):.1f} ms"
+    )
+    print(f"median difference (scheduler - direct): {median(differences):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

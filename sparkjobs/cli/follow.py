@@ -1,0 +1,155 @@
+"""Following a run from the command line: checks before submitting, progress while
+waiting, and delivering what the run produced (audio to a file, text to stdout).
+
+Shared by `sparkjobs submit` and `sparkjobs wait`; the exit code says how the run
+ended: 0 succeeded, 1 failed, cancelled or skipped, 130 interrupted while waiting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from sparkjobs.errors import BadInput
+
+if TYPE_CHECKING:
+    import uuid
+
+    from sparkjobs.config import Config
+    from sparkjobs.runinfo import Progress
+    from sparkjobs.store.models import Run
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (times in UTC).")]
+Out = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", help="Write the audio (or text) here.", show_default=False),
+]
+
+
+def check_out(out: Path | None) -> None:
+    """Refuse an --out path that cannot be written, before anything is submitted."""
+    if out is None:
+        return
+    folder = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise BadInput(f"--out {out} is a directory; name a file, e.g. {out / 'out.wav'}")
+    if not folder.is_dir():
+        raise BadInput(f"--out {out}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise BadInput(f"--out {out} is not writable; choose another path")
+
+
+def check_infrastructure(config: Config) -> None:
+    """Raise Unreachable (exit 3) unless the broker and the database both answer."""
+    from sparkjobs.broker import check_broker
+    from sparkjobs.store.engine import check_reachable, make_engine
+
+    check_broker(config)
+    engine = make_engine(config.database, connect_timeout_s=2)
+    try:
+        check_reachable(engine)
+    finally:
+        engine.dispose()
+
+
+def wait_and_deliver(
+    config: Config, run_id: uuid.UUID, *, out: Path | None, as_json: bool, quiet_text: bool = False
+) -> None:
+    """Wait for the run with progress on stderr, then deliver its output.
+
+    Args:
+        quiet_text: the text was already printed (streamed); do not print it again.
+
+    Raises:
+        typer.Exit: 1 when the run did not succeed, 130 on Ctrl-C (the run goes on).
+    """
+    from sparkjobs.cli.output import err_console
+    from sparkjobs.runinfo import follow_run
+
+    def show(progress: Progress) -> None:
+        if not as_json:
+            err_console.print(describe_progress(progress), markup=False)
+
+    try:
+        run = follow_run(config, run_id, on_progress=show)
+        written = deliver(config, run, out=out, as_json=as_json, quiet_text=quiet_text)
+    except KeyboardInterrupt:
+        interrupted(run_id)
+        raise typer.Exit(130) from None
+    finish(run, written=written, as_json=as_json)
+
+
+def interrupted(run_id: uuid.UUID) -> None:
+    from sparkjobs.cli.output import err_console
+
+    err_console.print(
+        f"interrupted: run {run_id} goes on. Follow it with `sparkjobs wait {run_id}`, "
+        f"stop it with `sparkjobs cancel {run_id}`",
+        markup=False,
+    )
+
+
+def describe_progress(progress: Progress) -> str:
+    """One line for people: "queued", "running on spark2 (speak on orpheus), piece 2/5"."""
+    if progress.step is None or progress.node is None:
+        return progress.status.value
+    line = f"{progress.status.value} on {progress.node} ({progress.kind} on {progress.service})"
+    if progress.pieces_total:
+        line += f", {progress.pieces_done}/{progress.pieces_total} pieces"
+    return line
+
+
+def deliver(
+    config: Config, run: Run, *, out: Path | None, as_json: bool, quiet_text: bool = False
+) -> Path | None:
+    """Write a succeeded run's audio (fetched from the node holding it) or text to `out`,
+    or print the text; the path written, if any."""
+    from sparkjobs.cli.output import console
+    from sparkjobs.runinfo import audio_of, text_of
+    from sparkjobs.store.models import Status
+
+    if run.status != Status.SUCCEEDED:
+        return None
+    audio = audio_of(run)
+    if audio is not None and out is not None:
+        from sparkjobs.artifacts.ensure import get_artifact
+
+        get_artifact(config, audio[0], out)
+        return out
+    text = text_of(run)
+    if text is not None and out is not None:
+        out.write_text(text + "\n")
+        return out
+    if text is not None and not as_json and not quiet_text:
+        console.print(text, markup=False, soft_wrap=True)
+    return None
+
+
+def finish(run: Run, *, written: Path | None, as_json: bool) -> None:
+    """Report how the run ended; exit 1 unless it succeeded."""
+    from sparkjobs.cli.output import err_console, print_json
+    from sparkjobs.runinfo import audio_of, run_detail
+    from sparkjobs.store.models import Status
+
+    if as_json:
+        print_json({**run_detail(run), "out": None if written is None else str(written)})
+    elif run.status == Status.SUCCEEDED:
+        audio = audio_of(run)
+        seconds = f", {audio[1].audio_s:.1f} s of audio" if audio and audio[1].audio_s else ""
+        where = f" -> {written}" if written else ""
+        if audio and written is None:
+            where = f" (artifact {audio[0]}; `--out FILE` or `sparkjobs wait {run.id} --out FILE`)"
+        err_console.print(f"succeeded: run {run.id}{seconds}{where}", markup=False)
+    else:
+        reason = f": {run.error}" if run.error else ""
+        err_console.print(f"{run.status.value}: run {run.id}{reason}", markup=False)
+    if run.status != Status.SUCCEEDED:
+        raise typer.Exit(1)
+
+
+def submitted_json(run_id: uuid.UUID, job: str, **extra: Any) -> dict[str, Any]:
+    """What `submit` prints with --json when it does not wait."""
+    return {"run_id": str(run_id), "job": job, "status": "queued", **extra}

@@ -1,0 +1,214 @@
+"""`sparkjobs runs | show | wait | cancel | rerun`: follow and act on runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from sparkjobs.cli.follow import AsJson, Out
+from sparkjobs.errors import BadInput
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from sparkjobs.config import Config
+    from sparkjobs.store.models import Run, Step
+
+RunId = Annotated[str, typer.Argument(help="The run's id (a UUID).", show_default=False)]
+
+
+def register(app: typer.Typer) -> None:
+    """Add `runs`, `show`, `wait`, `cancel` and `rerun` to the main app."""
+    app.command("runs")(list_runs)
+    app.command("show")(show)
+    app.command("wait")(wait)
+    app.command("cancel")(cancel)
+    app.command("rerun")(rerun)
+
+
+def list_runs(
+    job: Annotated[str | None, typer.Option("--job", "-j", help="Only runs of JOB.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="queued, running, succeeded, failed...")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only runs created this recently: 1d, 12h.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 20,
+    as_json: AsJson = False,
+) -> None:
+    """List runs, newest first."""
+    from datetime import UTC, datetime
+
+    from rich.table import Table
+
+    from sparkjobs.cli.context import get_config
+    from sparkjobs.cli.output import console, print_json
+    from sparkjobs.runinfo import run_summary
+    from sparkjobs.store.models import Status
+    from sparkjobs.store.prune import parse_age
+    from sparkjobs.store.queries import list_runs as query
+
+    try:
+        wanted = None if status is None else Status(status)
+    except ValueError:
+        known = ", ".join(s.value for s in Status)
+        raise BadInput(f"--status {status!r} is not a status; use one of {known}") from None
+    after = None if since is None else datetime.now(UTC) - parse_age(since)
+    config = get_config()
+    with _reading(config) as sessions, sessions() as session:
+        found = query(session, job=job, status=wanted, since=after, limit=limit)
+    if as_json:
+        print_json([run_summary(run) for run in found])
+        return
+    table = Table("run", "job", "kind", "trigger", "status", "created (UTC)", box=None)
+    for run in found:
+        table.add_row(
+            str(run.id), run.job, run.kind.value, run.trigger.value, _status(run),
+            run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )  # fmt: skip
+    console.print(table)
+
+
+def show(run_id: RunId, as_json: AsJson = False) -> None:
+    """Show a run: each step's node, service, attempts, timings, output and error."""
+    from sparkjobs.cli.context import get_config
+    from sparkjobs.cli.output import print_json
+    from sparkjobs.runinfo import run_detail
+    from sparkjobs.store.queries import get_run
+
+    config = get_config()
+    with _reading(config) as sessions, sessions() as session:
+        run = get_run(session, run_id)
+    if as_json:
+        print_json(run_detail(run))
+        return
+    _print_run(run)
+
+
+def wait(run_id: RunId, out: Out = None, as_json: AsJson = False) -> None:
+    """Wait for a run to finish, then write its audio to --out or print its text.
+
+    Exit 0 when it succeeded, 1 when it failed or was cancelled or skipped.
+    """
+    from sparkjobs.cli.context import get_config
+    from sparkjobs.cli.follow import check_out, wait_and_deliver
+    from sparkjobs.store.queries import get_run
+
+    check_out(out)
+    config = get_config()
+    with _reading(config) as sessions, sessions() as session:
+        run = get_run(session, run_id)  # an unknown id is exit 2 before any waiting
+    wait_and_deliver(config, run.id, out=out, as_json=as_json)
+
+
+def cancel(run_id: RunId, as_json: AsJson = False) -> None:
+    """Cancel a run: steps not started never start, the running one stops at its next
+    checkpoint. A run that has finished already is left as it was."""
+    from sparkjobs.cli.context import get_config
+    from sparkjobs.cli.output import console, print_json
+    from sparkjobs.control import cancel_run
+
+    done = cancel_run(get_config(), run_id)
+    if as_json:
+        print_json(
+            {
+                "run_id": str(done.run_id),
+                "previous_status": done.previous.value,
+                "status": done.status.value,
+                "cancelled": done.changed,
+                "revoked": list(done.revoked),
+            }
+        )
+        return
+    if done.changed:
+        console.print(f"cancelled run {done.run_id} (was {done.previous.value})", markup=False)
+    else:
+        console.print(f"run {done.run_id} had already {done.status.value}; nothing to cancel",
+                      markup=False)  # fmt: skip
+
+
+def rerun(run_id: RunId, as_json: AsJson = False) -> None:
+    """Run again with the same inputs: a new run (trigger `retry`) that names the old one."""
+    from sparkjobs.cli.context import get_config
+    from sparkjobs.cli.follow import check_infrastructure
+    from sparkjobs.cli.output import console, print_json
+    from sparkjobs.control import rerun as submit_again
+
+    config = get_config()
+    check_infrastructure(config)
+    submitted = submit_again(config, run_id)
+    if as_json:
+        print_json({"run_id": str(submitted.run_id), "rerun_of": run_id, "status": "queued"})
+        return
+    console.print(str(submitted.run_id), markup=False)
+
+
+@contextmanager
+def _reading(config: Config) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the store; a database that does not answer is Unreachable (exit 3)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from sparkjobs.artifacts.locate import store_sessions
+    from sparkjobs.store.engine import unreachable
+
+    try:
+        with store_sessions(config) as sessions:
+            yield sessions
+    except DBAPIError as exc:
+        raise unreachable(config.database, exc) from exc
+
+
+def _status(run: Run) -> str:
+    colour = {"succeeded": "green", "failed": "red", "running": "cyan"}.get(run.status.value)
+    return f"[{colour}]{run.status.value}[/]" if colour else run.status.value
+
+
+def _print_run(run: Run) -> None:
+    from sparkjobs.cli.output import console
+
+    header = f"run {run.id}  job {run.job}  {run.kind.value}  trigger {run.trigger.value}"
+    console.print(header, markup=False)
+    console.print(f"status {_status(run)}  created {run.created_at.isoformat()}")
+    if run.rerun_of:
+        console.print(f"rerun of {run.rerun_of}", markup=False)
+    if run.error:
+        console.print(f"error: {run.error}", markup=False)
+    for step in run.steps:
+        _print_step(step)
+
+
+def _print_step(step: Step) -> None:
+    from sparkjobs.cli.output import console
+
+    console.print(
+        f"\nstep {step.index} {step.name}: {step.status.value} on {step.node} "
+        f"({step.service})", markup=False,
+    )  # fmt: skip
+    figures = [
+        f"{name} {value:.1f}{unit}"
+        for name, value, unit in (
+            ("latency", step.latency_ms, " ms"), ("ttft", step.ttft_ms, " ms"),
+            ("tokens/s", step.tokens_per_s, ""), ("audio", step.audio_s, " s"),
+            ("rtf", step.rtf, ""),
+        )
+        if value is not None
+    ]  # fmt: skip
+    if figures:
+        console.print("  " + ", ".join(figures), markup=False)
+    for attempt in step.attempts:
+        piece = f" piece {attempt.piece}" if attempt.piece is not None else ""
+        error = f": {attempt.error}" if attempt.error else ""
+        console.print(
+            f"  attempt {attempt.number}{piece} on {attempt.worker} "
+            f"{attempt.status.value}{error}", markup=False,
+        )  # fmt: skip
+    for link in step.artifacts:
+        console.print(f"  {link.role.value} {link.name or ''} {link.sha256}", markup=False)
+    if step.result is not None and step.result.text:
+        console.print(f"  text: {step.result.text}", markup=False)
+    if step.error:
+        console.print(f"  error: {step.error}", markup=False)
