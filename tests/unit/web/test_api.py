@@ -108,3 +108,26 @@ def test_service_health_is_listed(make_client: Callable[..., Any]) -> None:
     health = {h["service"]: h for h in client.get("/api/health").json()}
     assert health["gemma"]["ok"] is True
     assert health["clone"] == {**health["clone"], "ok": False, "problem": "connection refused"}
+
+
+def test_cancel_marks_a_queued_run_cancelled_once_and_leaves_finished_ones(
+    make_client: Callable[..., Any],
+) -> None:
+    client, store = make_client()
+    done = client.post(f"/api/runs/{store.queued_run}/cancel").json()
+    assert done == {
+        "run_id": str(store.queued_run), "previous": "queued", "status": "cancelled",
+        "changed": True,
+    }  # fmt: skip
+    assert client.get(f"/api/runs/{store.queued_run}").json()["status"] == "cancelled"
+    assert client.post(f"/api/runs/{store.queued_run}/cancel").json()["changed"] is False
+    finished = client.post(f"/api/runs/{store.speak_run}/cancel").json()
+    assert (finished["status"], finished["changed"]) == ("succeeded", False)
+
+
+def test_cancel_and_rerun_of_an_unknown_run_are_404(make_client: Callable[..., Any]) -> None:
+    client, _ = make_client()
+    for action in ("cancel", "rerun"):
+        answer = client.post(f"/api/runs/00000000-0000-0000-0000-000000000000/{action}")
+        assert answer.status_code == 404
+        assert "sparkjobs runs" in answer.json()["error"]
