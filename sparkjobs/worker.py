@@ -97,6 +97,7 @@ def run_worker(config: Config, node: str, *, loglevel: str = "INFO") -> NoReturn
         concurrency=worker_concurrency(config, node),
         loglevel=loglevel,
         optimization="fair",
+        without_mingle=not config.worker.mingle,
     )
     # The node's artifacts are served by its worker, on the node's bond address.
     artifacts = ServerThread(config, node).start()

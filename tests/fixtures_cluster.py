@@ -66,6 +66,7 @@ voices = ["default"]
 
 [worker]
 shutdown_grace_s = 2.0
+mingle = false  # tests start many workers; none of them needs revoked-task sync
 
 [flower]
 port = {ports["flower"]}

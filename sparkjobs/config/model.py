@@ -159,6 +159,10 @@ class WorkerConfig(_Section):
     shutdown_grace_s: float = Field(
         default=5.0, ge=0, description="on SIGTERM, how long running tasks may finish"
     )
+    mingle: bool = Field(
+        default=True,
+        description="at start, ask the other workers which tasks were revoked (about 1 s)",
+    )
 
 
 class FlowerConfig(_Section):
