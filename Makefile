@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Parallel test processes: most tests wait on real processes (workers, servers), not
+# on the CPU, so even two cores keep three busy. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 3
 
 .PHONY: install run test lint format lock bench clean
 
@@ -24,7 +27,7 @@ run: install
 # SQLite) and the services (Redis on 127.0.0.1:6379, PostgreSQL on :5432).
 # SPARKJOBS_TEST_LEGS=embedded or =services runs one leg.
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check sparkjobs workers tests $(wildcard benchmarks)
