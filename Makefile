@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # on the CPU, so even two cores keep three busy. PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 3
 
-.PHONY: install run test lint format lock bench clean
+.PHONY: install run test lint format lock bench chaos clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,14 @@ lock:
 
 bench: install
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# A longer chaos round than the suite's (tests/e2e/test_chaos.py): more jobs over a
+# longer stretch, the same faults; prints submitted/succeeded/failed/lost/duplicated.
+CHAOS_JOBS ?= 1000
+CHAOS_SPREAD_S ?= 90
+chaos: install
+	SPARKJOBS_CHAOS_JOBS=$(CHAOS_JOBS) SPARKJOBS_CHAOS_SPREAD_S=$(CHAOS_SPREAD_S) \
+		$(BIN)/pytest tests/e2e/test_chaos.py -q -s $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -3,8 +3,10 @@
 In one warm process: the simulated Orpheus server (time scale 1) and a worker for its
 node run beside it; each round sends the same short text once straight to the server
 (the baseline: one HTTP request, the whole WAV back) and once as a job through the
-scheduler (`submit_job` of `speak_job`, then `follow_run` until the run has
-succeeded and its audio is in the store). The last line is the median difference.
+scheduler (`submit_job` of `speak_job`, then `wait_for_run`, which wakes on the
+run's end announcement, until the run has succeeded and its audio is in the store).
+Both reuse one session factory, as a warm caller would. The last line is the median
+difference.
 
     .venv/bin/python benchmarks/first_audio.py [--rounds 15]
 """
@@ -19,26 +21,56 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench_cluster import bench_cluster, median
 
+if TYPE_CHECKING:
+    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.config import Config
+
 TEXT = "Hello there, good morning."
+
+
+def measure(config: Config, app: SparkjobsApp, rounds: int) -> tuple[list[float], list[float]]:
+    """Per round (after a warm-up round): ms straight to the server, ms as a job."""
+    from sparkjobs.adhoc import speak_job
+    from sparkjobs.backends import client_for
+    from sparkjobs.store.engine import shared_sessions
+    from sparkjobs.store.models import Status
+    from sparkjobs.submission import submit_job, wait_for_run
+
+    client = client_for(config.services["orpheus"], name="orpheus")
+    job = speak_job(config, TEXT, voice="tara")
+    sessions = shared_sessions(config.database)
+    direct, scheduled = [], []
+    try:
+        for number in range(rounds + 1):  # round 0 warms both paths
+            started = time.perf_counter()
+            client.speak(TEXT, voice="tara")
+            direct_ms = (time.perf_counter() - started) * 1000
+            started = time.perf_counter()
+            submitted = submit_job(config, job, trigger="submit", app=app, sessions=sessions)
+            run = wait_for_run(config, submitted.run_id, timeout_s=60, sessions=sessions)
+            scheduled_ms = (time.perf_counter() - started) * 1000
+            assert run.status == Status.SUCCEEDED, run.error
+            if number:
+                direct.append(direct_ms)
+                scheduled.append(scheduled_ms)
+    finally:
+        client.close()
+    return direct, scheduled
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
-    from sparkjobs.adhoc import speak_job
     from sparkjobs.app import create_app
-    from sparkjobs.backends import client_for
     from sparkjobs.config import load_config
-    from sparkjobs.runinfo import follow_run
     from sparkjobs.sim import SimHost
-    from sparkjobs.store.models import Status
-    from sparkjobs.submission import submit_job
 
     with tempfile.TemporaryDirectory(prefix="sjb-") as tmp, bench_cluster(Path(tmp)) as cluster:
         config = load_config(cluster.config_path)
@@ -69,21 +101,7 @@ def main() -> None:
             while not app.control.ping(timeout=0.5):
                 if time.monotonic() > deadline:
                     raise SystemExit("the worker did not come up")
-            client = client_for(config.services["orpheus"], name="orpheus")
-            job = speak_job(config, TEXT, voice="tara")
-            direct, scheduled = [], []
-            for number in range(args.rounds + 1):  # round 0 warms both paths
-                started = time.perf_counter()
-                client.speak(TEXT, voice="tara")
-                direct_ms = (time.perf_counter() - started) * 1000
-                started = time.perf_counter()
-                run = follow_run(config, submit_job(config, job, trigger="submit", app=app).run_id)
-                scheduled_ms = (time.perf_counter() - started) * 1000
-                assert run.status == Status.SUCCEEDED, run.error
-                if number:
-                    direct.append(direct_ms)
-                    scheduled.append(scheduled_ms)
-            client.close()
+            direct, scheduled = measure(config, app, args.rounds)
         finally:
             worker.terminate()
             worker.wait(timeout=30)

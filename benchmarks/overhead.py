@@ -1,35 +1,42 @@
 """The cost of the job layer: 2,000 no-op jobs end to end through sparkjobs against
 bare Celery with a Redis result backend, same pool and concurrency.
 
-sparkjobs: each job is written to PostgreSQL (run and step), published, run by the
-node's worker (attempt, result and status recorded), all submitted first, then
-waited for. Bare Celery: a no-op task, all `delay()` calls then all `get()`. The last
-line is sparkjobs' throughput over bare Celery's.
+sparkjobs: each job is a custom step that returns at once; its run and step are
+written to PostgreSQL, its message published, and the node's worker records its
+attempt, result and status. All are submitted first with one `submit_many` (one
+commit for all rows, then one message per run; `--one-by-one`: one `submit_job` per
+job), then waited for. Bare Celery: a no-op task, all `delay()` calls then all
+`get()`. The last line is sparkjobs' throughput over bare Celery's.
 
-    .venv/bin/python benchmarks/overhead.py [--jobs 2000] [--concurrency 8]
+    .venv/bin/python benchmarks/overhead.py [--jobs 2000] [--concurrency 8] [--one-by-one]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import REDIS_URL, Bench, bench_cluster, free_port, wait_runs, wait_worker
+from _harness import REDIS_URL, Bench, bench_cluster, free_port, wait_worker
 
 BARE = """
 from celery import Celery
 
-app = Celery("barebench", broker={broker!r}, backend={broker!r})
+app = Celery("{module}", broker={broker!r}, backend={broker!r})
 app.conf.update(
     task_default_queue={queue!r},
-    broker_transport_options={{"global_keyprefix": {prefix!r}}},
+    broker_transport_options={{"global_keyprefix": {prefix!r}{transport}}},
     result_backend_transport_options={{"global_keyprefix": {prefix!r}}},
+    {settings}
 )
 
 @app.task
@@ -37,76 +44,150 @@ def noop():
     return "ok"
 """
 
+# `--celery-settings`: the Celery settings sparkjobs' app uses (sparkjobs.app), to tell
+# what they cost from what the job layer costs. Not the baseline.
+SPARKJOBS_SETTINGS = """task_acks_late=True, task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1, worker_send_task_events=True, task_send_sent_event=True,
+    task_inherit_parent_priority=True,"""
+
 NOOP = """
 def noop(client, params, previous):
     return "ok"
 """
 
 
-def bare_celery(bench: Bench, jobs: int, concurrency: int) -> float:
-    home = bench.home / "bare"
+def bare_celery(
+    bench: Bench, concurrency: int, *, settings: bool = False
+) -> Callable[[int], float]:
+    """Start a bare Celery worker (with sparkjobs' Celery settings if `settings`); a
+    function that times `jobs` no-op tasks."""
+    module = "barebench_settings" if settings else "barebench"
+    home = bench.home / module
     home.mkdir()
-    (home / "barebench.py").write_text(
-        BARE.format(broker=REDIS_URL, queue=f"{bench.prefix}bare", prefix=bench.prefix)
-    )
+    (home / f"{module}.py").write_text(
+        BARE.format(
+            module=module, broker=REDIS_URL, queue=f"{bench.prefix}{module}",
+            prefix=bench.prefix, settings=SPARKJOBS_SETTINGS if settings else "",
+            transport=', "queue_order_strategy": "priority"' if settings else "",
+        )
+    )  # fmt: skip
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "barebench", "worker", "-P", "threads",
-         "-c", str(concurrency), "--loglevel=WARNING"],
+        [sys.executable, "-m", "celery", "-A", module, "worker", "-P", "threads",
+         "-c", str(concurrency), "--loglevel=WARNING", "-n", f"{module}@%h"],
         cwd=home, env={**os.environ, "PYTHONPATH": str(home)}, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True, text=True,
     )  # fmt: skip
     bench.children.append(worker)
     sys.path.insert(0, str(home))
-    import barebench  # type: ignore[import-not-found]
+    noop = importlib.import_module(module).noop
 
-    wait_worker(barebench.app, "celery")
-    started = time.perf_counter()
-    results = [barebench.noop.delay() for _ in range(jobs)]
-    for result in results:
-        result.get(timeout=600)
-    return jobs / (time.perf_counter() - started)
+    wait_worker(noop.app, module)
+
+    def round_(jobs: int) -> float:
+        started = time.perf_counter()
+        results = [noop.delay() for _ in range(jobs)]
+        for result in results:
+            result.get(timeout=600)
+        return jobs / (time.perf_counter() - started)
+
+    return round_
 
 
-def through_sparkjobs(bench: Bench, jobs: int) -> float:
+def through_sparkjobs(bench: Bench, *, one_by_one: bool = False) -> Callable[[int], float]:
+    """Start the node's worker; a function that times `jobs` no-op jobs (a new job
+    name each round, so each round waits for its own runs)."""
     from sparkjobs.app import create_app
     from sparkjobs.config import load_config
     from sparkjobs.execution.state import sessions_for
     from sparkjobs.jobs import custom, job
-    from sparkjobs.submission import submit_job
+    from sparkjobs.submission import submit_job, submit_many
 
     (bench.home / "schedules" / "benchnoop.py").write_text(NOOP)
     config = load_config(bench.config_path)
     app = create_app(config)
+    sessions = sessions_for(config.database)
     bench.start("worker", "--node", "n1")
     wait_worker(app, "n1")
-    noop = job("noop", steps=[custom("schedules.benchnoop:noop", service="echo")])
-    started = time.perf_counter()
-    runs = [
-        submit_job(
-            config, noop, trigger="schedule", app=app, sessions=sessions_for(config.database)
-        ).run_id
-        for _ in range(jobs)
-    ]
-    wait_runs(config.database, list(runs), timeout_s=1800)
-    return jobs / (time.perf_counter() - started)
+    rounds = iter(range(1_000_000))
+
+    def round_(jobs: int) -> float:
+        name = f"noop-{next(rounds)}"
+        noop = job(name, steps=[custom("schedules.benchnoop:noop", service="echo")])
+        started = time.perf_counter()
+        if one_by_one:
+            for _ in range(jobs):
+                submit_job(config, noop, trigger="submit", app=app, sessions=sessions)
+        else:
+            submit_many(config, [noop] * jobs, trigger="submit", app=app, sessions=sessions)
+        _wait_finished(sessions, name, jobs, timeout_s=1800)
+        return jobs / (time.perf_counter() - started)
+
+    return round_
+
+
+def _wait_finished(sessions: Any, job_name: str, count: int, *, timeout_s: float) -> None:
+    """Until `count` runs of `job_name` (all there are) are finished.
+
+    One small query per poll, rather than a list of every run id, so that waiting
+    costs this process little, as `get()` does on the bare side.
+    """
+    from sqlalchemy import func, select
+
+    from sparkjobs.store.models import TERMINAL, Run
+
+    done = select(func.count()).where(Run.job == job_name, Run.status.in_(TERMINAL))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with sessions() as session:
+            if int(session.scalar(done) or 0) >= count:
+                return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"runs not finished after {timeout_s} s")
+        time.sleep(0.05)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--one-by-one", action="store_true",
+        help="submit with one submit_job call per job instead of one submit_many call",
+    )  # fmt: skip
+    parser.add_argument(
+        "--celery-settings", action="store_true",
+        help="also time bare Celery with sparkjobs' Celery settings (not the baseline)",
+    )  # fmt: skip
     args = parser.parse_args()
     # A service no one calls: a custom step gets a client, and returns without using it.
     echo = {"node": "n1", "kind": "openai", "url": f"http://127.0.0.1:{free_port()}"}
     extra = f"[worker]\nconcurrency = {args.concurrency}\n"
     with bench_cluster({"echo": echo}, extra) as bench:
-        print(f"cores: {os.cpu_count()}, jobs: {args.jobs}, threads pool, "
-              f"concurrency {args.concurrency}")  # fmt: skip
-        ours = through_sparkjobs(bench, args.jobs)
+        print(f"cores: {os.cpu_count()}, jobs: {args.jobs} a round, threads pool, "
+              f"concurrency {args.concurrency}, {args.rounds} rounds of each, "
+              "alternating")  # fmt: skip
+        sides = {
+            "sparkjobs": through_sparkjobs(bench, one_by_one=args.one_by_one),
+            "bare": bare_celery(bench, args.concurrency),
+        }
+        if args.celery_settings:
+            sides["settings"] = bare_celery(bench, args.concurrency, settings=True)
+        rates: dict[str, list[float]] = {name: [] for name in sides}
+        for number in range(args.rounds):
+            for name, round_ in sides.items():
+                rates[name].append(round_(args.jobs))
+            print(f"round {number + 1}: " + ", ".join(
+                f"{name} {rate[-1]:7.1f} jobs/s" for name, rate in rates.items()))  # fmt: skip
+        ours, bare = statistics.median(rates["sparkjobs"]), statistics.median(rates["bare"])
+        if "settings" in rates:
+            probe = statistics.median(rates["settings"])
+            print(f"bare Celery with sparkjobs' Celery settings (acks late, prefetch 1, task "
+                  f"events, priority queues): {probe:8.1f} jobs/s, "
+                  f"{probe / bare:.2f}x bare")  # fmt: skip
         print(f"sparkjobs (runs, steps, attempts, results in PostgreSQL): {ours:8.1f} jobs/s")
-        bare = bare_celery(bench, args.jobs, args.concurrency)
         print(f"bare Celery (Redis result backend):                    {bare:8.1f} jobs/s")
-        print(f"ratio sparkjobs / bare Celery: {ours / bare:.2f}x")
+        print(f"ratio sparkjobs / bare Celery (medians): {ours / bare:.2f}x")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,11 @@ class SparkjobsApp(Celery):
     """A Celery app that carries the cluster config its tasks run under."""
 
     def __init__(self, config: Config, role: Role) -> None:
-        super().__init__("sparkjobs", set_as_current=False)
+        # The task class hands a task back while the database is unreachable.
+        super().__init__(
+            "sparkjobs", set_as_current=False,
+            task_cls="sparkjobs.execution.failures:OutageAwareTask",
+        )  # fmt: skip
         self.sparkjobs_config = config
         self.role: Role = role
 

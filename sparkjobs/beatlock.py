@@ -1,9 +1,11 @@
 """The lock in Redis that makes one beat process the active scheduler.
 
-`SET key token NX PX ttl` takes it; every tick renews it, but only while it still
-holds our token (a Lua script, so the check and the renewal are one step); a clean
-stop deletes it. A killed beat stops renewing, the key expires after `ttl_s`, and
-a standby's next tick takes it: failover within ttl_s plus one tick.
+Every tick runs one Lua script: renew the key if it holds our token, else take it
+if it is free (`SET NX PX`), else stand by; a clean stop deletes it. A killed beat
+stops renewing, the key expires after `ttl_s`, and a standby's next tick takes it:
+failover within ttl_s plus one tick. A restarted Redis may bring the key back from
+its append-only file: a holder that lost track of it meanwhile (Redis did not
+answer) renews its own token instead of waiting for it to expire.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
+_HOLD = """
+local current = redis.call('get', KEYS[1])
+if current == ARGV[1] then
   return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+if not current then
+  redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
 end
 return 0
 """
@@ -51,9 +58,7 @@ class SchedulerLock:
         import redis as redis_lib
 
         try:
-            if self.held and self.client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms):
-                return True
-            self.held = bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
+            self.held = bool(self.client.eval(_HOLD, 1, self.key, self.token, self.ttl_ms))
         except (redis_lib.RedisError, OSError) as exc:
             if not self._warned:
                 logger.warning("beat: cannot reach Redis for the scheduler lock (%s)", exc)

@@ -78,6 +78,11 @@ def check_broker(config: Config, *, timeout_s: float = 2.0) -> None:
     try:
         client.ping()
     except redis_lib.AuthenticationError as exc:
+        if urlsplit(config.broker).password is None:
+            raise Unreachable(
+                f"broker {describe(config.broker)} asks for a password and broker_url has "
+                "none; write it into broker_url as redis://:PASSWORD@HOST:PORT/DB"
+            ) from exc
         raise Unreachable(
             f"broker {describe(config.broker)} refused the password: {exc}; "
             "fix the password in broker_url"

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
 from sparkjobs.artifacts.locate import store_sessions
+from sparkjobs.execution.notify import announce_finished
 from sparkjobs.jobs import ChatStep, CloneStep, Cron, CustomStep, Job, Origin, SpeakStep, Step
 from sparkjobs.store.engine import unreachable
 from sparkjobs.store.models import Attempt, AttemptStatus, Run, Status
@@ -81,6 +82,7 @@ def cancel_run(
             )  # fmt: skip
     except DBAPIError as exc:
         raise unreachable(config.database, exc) from exc
+    announce_finished(config, app.redis if app is not None else None, run.id, Status.CANCELLED)
     revoked = tuple(sorted(set(running)))
     if revoked:
         _revoke(config, app, list(revoked))

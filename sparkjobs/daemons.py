@@ -1,19 +1,42 @@
 """Running beat and Flower (the worker has `sparkjobs.worker`).
 
 Each blocks until it is told to stop. None of them exits because the broker is
-down: they log and retry (the app is built with role="daemon").
+down: they log and retry (the app is built with role="daemon"). A broker that
+refuses the password is another matter: the commands check it first (exit 3).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
 from sparkjobs.app import create_app
 from sparkjobs.config import is_loopback
+from sparkjobs.errors import Unreachable
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def refuse_a_wrong_broker_password(config: Config) -> None:
+    """Raise Unreachable (exit 3) at once when the broker refuses the password.
+
+    Retrying cannot fix a wrong password, so a daemon says so and stops instead of
+    logging the refusal forever; a broker that is down is waited for as usual.
+    """
+    import redis
+
+    from sparkjobs.broker import check_broker
+
+    try:
+        check_broker(config)
+    except Unreachable as exc:
+        if isinstance(exc.__cause__, redis.AuthenticationError):
+            raise
+        log.info("the broker does not answer yet: %s", exc)
 
 
 def run_beat(config: Config, *, loglevel: str = "INFO") -> None:

@@ -79,6 +79,7 @@ Schedule = Cron | Every
 
 def cron(expression: str, *, tz: str = "UTC") -> Cron:
     """A cron schedule, e.g. `cron("0 7 * * 1-5", tz="Europe/Berlin")`."""
+    _require(_caller(), "cron", expression=(expression, str), tz=(tz, str))
     return Cron(expression.strip(), tz)
 
 
@@ -86,10 +87,18 @@ def every(
     *, hours: float = 0, minutes: float = 0, seconds: float = 0, interval: timedelta | None = None
 ) -> Every:
     """An interval schedule, e.g. `every(hours=1)`."""
-    span = interval or timedelta(hours=hours, minutes=minutes, seconds=seconds)
-    if span <= timedelta(0):
+    origin = _caller()
+    try:
+        span = interval or timedelta(hours=hours, minutes=minutes, seconds=seconds)
+        positive = span > timedelta(0)
+    except (TypeError, ValueError, OverflowError) as exc:  # NaN, a string, 1e300 hours...
         raise JobDefinitionError(
-            f"{_caller()}: every(...) needs a positive interval; e.g. every(minutes=5)"
+            f"{origin}: every(...) needs a finite number of hours, minutes or seconds, or "
+            f"interval=timedelta(...) ({exc}); e.g. every(minutes=5)"
+        ) from exc
+    if not positive:
+        raise JobDefinitionError(
+            f"{origin}: every(...) needs a positive interval; e.g. every(minutes=5)"
         )
     return Every(span)
 
@@ -160,22 +169,35 @@ Step = ChatStep | SpeakStep | CloneStep | CustomStep
 
 def chat(prompt: str, **options: Any) -> ChatStep:
     """A chat step; options: service, model, system, max_tokens, temperature, stream_tokens."""
-    return ChatStep(prompt, origin=_caller(), **options)
+    origin = _caller()
+    _require(origin, "chat", prompt=(prompt, str), **_typed(options, _CHAT_OPTIONS))
+    for name, low in (("max_tokens", 1), ("temperature", 0)):
+        value = options.get(name)
+        if value is not None and not low <= value < float("inf"):
+            raise JobDefinitionError(f"{origin}: chat({name}={value!r}) must be at least {low}")
+    return ChatStep(prompt, origin=origin, **options)
 
 
 def speak(text: str, **options: Any) -> SpeakStep:
     """A speak step; options: service, voice."""
-    return SpeakStep(text, origin=_caller(), **options)
+    origin = _caller()
+    _require(origin, "speak", text=(text, str), **_typed(options, _SPEAK_OPTIONS))
+    return SpeakStep(text, origin=origin, **options)
 
 
 def clone(text: str, *, ref_audio: str, **options: Any) -> CloneStep:
     """A voice-clone step; options: ref_text, service, x_vector_only."""
-    return CloneStep(text, ref_audio=ref_audio, origin=_caller(), **options)
+    origin = _caller()
+    _require(origin, "clone", text=(text, str), ref_audio=(ref_audio, str),
+             **_typed(options, _CLONE_OPTIONS))  # fmt: skip
+    return CloneStep(text, ref_audio=ref_audio, origin=origin, **options)
 
 
 def custom(function: str, *, service: str) -> CustomStep:
     """A custom Python step bound to `service`."""
-    return CustomStep(function, service=service, origin=_caller())
+    origin = _caller()
+    _require(origin, "custom", function=(function, str), service=(service, str))
+    return CustomStep(function, service=service, origin=origin)
 
 
 # --- jobs --------------------------------------------------------------------
@@ -226,7 +248,24 @@ def job(
             need the config (unknown service, bad cron) happen at load time.
     """
     origin = _caller()
-    step_list = (steps,) if not isinstance(steps, Sequence) else tuple(steps)
+    _require(
+        origin, "job", name=(name, str), schedule=(schedule, (Cron, Every, type(None))),
+        grace=(grace, timedelta), paused=(paused, bool), description=(description, str),
+        params=(params, (Mapping, type(None))),
+    )  # fmt: skip
+    step_list = (steps,) if not isinstance(steps, Sequence | str) else tuple(steps)
+    if isinstance(steps, str) or not all(isinstance(s, _STEP_TYPES) for s in step_list):
+        raise JobDefinitionError(
+            f"{origin}: job {name!r}: steps={steps!r} is not a list of steps; "
+            "give steps=[chat(...), speak(...)]"
+        )
+    if params is not None and not all(isinstance(k, str) and k.isidentifier() for k in params):
+        raise JobDefinitionError(
+            f"{origin}: job {name!r}: params keys must be names (templates read them as "
+            f"{{params.NAME}}), not {sorted(map(repr, params))}"
+        )
+    if grace < timedelta(0):
+        raise JobDefinitionError(f"{origin}: job {name!r}: grace={grace!r} must not be negative")
     if not step_list:
         raise JobDefinitionError(f"{origin}: job {name!r} has no steps; give steps=[chat(...)]")
     if misfire not in ("skip", "run_once"):
@@ -248,6 +287,42 @@ def job(
     if _collecting:
         _collecting[-1].append(defined)
     return defined
+
+
+_STEP_TYPES = (ChatStep, SpeakStep, CloneStep, CustomStep)
+_OPTIONAL_STR = (str, type(None))
+_CHAT_OPTIONS: dict[str, type | tuple[type, ...]] = {
+    "service": _OPTIONAL_STR, "model": _OPTIONAL_STR, "system": _OPTIONAL_STR,
+    "max_tokens": (int, type(None)), "temperature": (int, float, type(None)),
+    "stream_tokens": bool,
+}  # fmt: skip
+_SPEAK_OPTIONS: dict[str, type | tuple[type, ...]] = {
+    "service": _OPTIONAL_STR, "voice": _OPTIONAL_STR,
+}  # fmt: skip
+_CLONE_OPTIONS: dict[str, type | tuple[type, ...]] = {
+    "service": _OPTIONAL_STR, "ref_text": _OPTIONAL_STR, "x_vector_only": bool,
+}  # fmt: skip
+
+
+def _typed(
+    options: Mapping[str, Any], types: Mapping[str, type | tuple[type, ...]]
+) -> dict[str, tuple[Any, type | tuple[type, ...]]]:
+    """Options paired with the types they must have (unknown ones are left to the caller)."""
+    return {name: (value, types[name]) for name, value in options.items() if name in types}
+
+
+def _require(origin: Origin, call: str, **values: tuple[Any, type | tuple[type, ...]]) -> None:
+    """Raise JobDefinitionError naming the first argument of `call` that has the wrong type."""
+    for name, (value, types) in values.items():
+        wanted = types if isinstance(types, tuple) else (types,)
+        # bool is an int to Python, never to a person writing max_tokens=True.
+        wrong_bool = isinstance(value, bool) and bool not in wanted
+        if wrong_bool or not isinstance(value, wanted):
+            kinds = " or ".join("None" if t is type(None) else t.__name__ for t in wanted)
+            raise JobDefinitionError(
+                f"{origin}: {call}({name}={value!r:.60}) must be {kinds}, "
+                f"not {type(value).__name__}"
+            )
 
 
 @contextmanager

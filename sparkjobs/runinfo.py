@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -112,8 +113,8 @@ def step_detail(step: Step) -> dict[str, Any]:
 def audio_of(run: Run) -> tuple[str, Step] | None:
     """The sha256 of the audio the run's last step produced, and that step; None if none.
 
-    The step's result names it (`data.artifact`); the link is only a fallback, since
-    the audio of a one-piece speech is its piece, linked once with role "piece".
+    The step's result names it (`data.artifact`); the step's output link named
+    "audio" is only a fallback, for a result that does not.
     """
     for step in reversed(run.steps):
         data = step.result.data if step.result is not None else None
@@ -156,19 +157,22 @@ def follow_run(
     """Poll the store until the run finishes (or `timeout_s` passes); the run, all loaded.
 
     `on_progress` is called whenever the status, the current step or its count of
-    finished pieces changes.
+    finished pieces changes. Between two polls it listens for the run's end
+    announcement (`sparkjobs.execution.notify`), so the end is seen at once.
 
     Raises:
         UnknownRun: no such run.
         Unreachable: the database did not answer.
     """
     from sparkjobs.artifacts.locate import store_sessions
+    from sparkjobs.execution.notify import FinishWatch
     from sparkjobs.store.engine import unreachable
     from sparkjobs.store.queries import get_run
 
     started = time.monotonic()
     seen: Progress | None = None
-    with store_sessions(config) as sessions:
+    watch: FinishWatch | None = None
+    with store_sessions(config) as sessions, ExitStack() as stack:
         try:
             while True:
                 with sessions() as session:
@@ -182,7 +186,9 @@ def follow_run(
                 if timeout_s is not None and waited >= timeout_s:
                     with sessions() as session:
                         return get_run(session, run_id)
-                time.sleep(next(pause for until, pause in POLL_STEPS_S if waited < until))
+                if watch is None:  # subscribed only once there is something to wait for
+                    watch = stack.enter_context(FinishWatch(config, run_id))
+                watch.wait(next(pause for until, pause in POLL_STEPS_S if waited < until))
         except DBAPIError as exc:
             raise unreachable(config.database, exc) from exc
 

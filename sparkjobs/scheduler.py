@@ -13,14 +13,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import BaseSchedule, schedstate
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 
 from sparkjobs.beatlock import SchedulerLock
+from sparkjobs.errors import Unreachable
 from sparkjobs.jobfiles import fingerprint, load_jobs
 from sparkjobs.jobs import Job, Schedule
 from sparkjobs.slots import Plan, describe, next_fire, overlap_skip_reason, plan_slots, schedule_tz
@@ -35,7 +38,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TICK_S = 1.0  # the longest beat sleeps: reloads and pauses apply within it
-LOCK_TTL_S = 5.0  # a killed active beat is replaced within this plus one tick
 RETRY_S = 5.0  # after the store or broker failed a fire, try the slot again then
 JOB_TASK = "sparkjobs.job"  # only a label: entries are fired through submit_job
 
@@ -106,13 +108,15 @@ class SparkjobsScheduler(Scheduler):
         app: SparkjobsApp,
         *args: Any,
         clock: Clock = utc_now,
-        lock_ttl_s: float = LOCK_TTL_S,
+        lock_ttl_s: float | None = None,
         **kwargs: Any,
     ) -> None:
         self.sparkjobs_app = app
         self.config = app.sparkjobs_config
         self.clock = clock
-        self.lock_ttl_s = lock_ttl_s
+        # A killed active beat is replaced within the TTL plus one tick.
+        self.lock_ttl_s = lock_ttl_s or self.config.beat.lock_ttl_s
+        self.on_time = timedelta(seconds=self.config.beat.on_time_s)
         self.jobs: dict[str, Job] = {}
         self.active = False
         self._fingerprint: object = None
@@ -133,7 +137,8 @@ class SparkjobsScheduler(Scheduler):
     def tick(self, *args: Any, **kwargs: Any) -> float:
         was_active, self.active = self.active, self.lock.hold()
         if self.active and not was_active:
-            logger.info("beat: active scheduler now (lock %s)", self.lock.key)
+            logger.info("beat: active scheduler now (lock %s, token %s)", self.lock.key,
+                        self.lock.token)  # fmt: skip
         elif was_active and not self.active:
             logger.warning("beat: lost the scheduler lock; standing by, firing nothing")
         changed = self.reload()
@@ -165,7 +170,9 @@ class SparkjobsScheduler(Scheduler):
         name = str(entry.name)
         now = self.clock()
         paused = self._paused.get(name, False)
-        plan = plan_slots(entry.job, entry.last_run_at or now, now, paused=paused)
+        plan = plan_slots(
+            entry.job, entry.last_run_at or now, now, paused=paused, on_time=self.on_time
+        )
         self._pending[name] = plan
         advanced = self.schedule[name] = entry.at(plan.last_slot)
         return advanced
@@ -176,8 +183,13 @@ class SparkjobsScheduler(Scheduler):
         plan = self._pending.pop(str(entry.name))
         try:
             self._carry_out(entry.job, plan)
-        except Exception:
-            logger.exception("beat: could not fire %s; trying again in %ss", entry.name, RETRY_S)
+        except Exception as exc:
+            if isinstance(exc, Unreachable | DBAPIError | RedisError | OSError):
+                logger.warning("beat: could not fire %s (%s); trying again in %ss",
+                               entry.name, str(exc).splitlines()[0], RETRY_S)  # fmt: skip
+            else:  # a bug: keep the traceback
+                logger.exception("beat: could not fire %s; trying again in %ss", entry.name,
+                                 RETRY_S)  # fmt: skip
             # Back to the slot before: the same slots come round again, and the
             # slot keys in SQL make the ones already fired no-ops.
             self.schedule[str(entry.name)] = entry
@@ -190,6 +202,14 @@ class SparkjobsScheduler(Scheduler):
         finally:
             if "lock" in self.__dict__:
                 self.lock.release()
+                self.lock.client.close()
+
+    @property
+    def producer(self) -> Any:
+        # Celery's tick hands its producer to apply_entry, opening a broker connection
+        # of its own on first use (retried forever while Redis is down, the tick
+        # blocked). Entries fire through submit_job, so there is none to open.
+        return None
 
     @property
     def info(self) -> str:
@@ -199,11 +219,13 @@ class SparkjobsScheduler(Scheduler):
 
     @cached_property
     def lock(self) -> SchedulerLock:
-        from sparkjobs.broker import key
+        from sparkjobs.broker import key, redis_client
 
-        return SchedulerLock(
-            self.sparkjobs_app.redis, key(self.config, "beat", "lock"), ttl_s=self.lock_ttl_s
-        )
+        # A client of its own, with a command timeout under the TTL (the app's has
+        # none, for BLPOP): a Redis that stops answering without closing the
+        # connection must not freeze the tick of the beat that thinks it is active.
+        client = redis_client(self.config, timeout_s=min(2.0, self.lock_ttl_s / 2))
+        return SchedulerLock(client, key(self.config, "beat", "lock"), ttl_s=self.lock_ttl_s)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

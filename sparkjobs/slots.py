@@ -155,7 +155,8 @@ def _missed(job: Job, slot: datetime, now: datetime, catch_up: datetime | None) 
     if slot == catch_up:
         return Decision(slot, True)
     late = _span(timedelta(seconds=round((now - slot).total_seconds())))
-    why = f"missed by {late} (the scheduler was not running)"
+    # Down, or no beat could take the lock (Redis unreachable): either way none fired it.
+    why = f"missed by {late} (no scheduler was active)"
     if job.misfire == "skip":
         return Decision(slot, False, f"{why}; misfire='skip'")
     if catch_up is None and now - slot > job.grace:

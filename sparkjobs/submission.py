@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,18 +25,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.errors import BadInput, Unreachable
 from sparkjobs.execution.dispatch import publish_step
-from sparkjobs.execution.plan import plan_job
+from sparkjobs.execution.plan import StepPlan, plan_job
 from sparkjobs.store.engine import unreachable
-from sparkjobs.store.models import Run, RunKind, Status, Trigger
+from sparkjobs.store.models import Run, RunKind, Status, Step, Trigger
 from sparkjobs.store.queries import get_run
-from sparkjobs.store.runs import add_step, create_run
+from sparkjobs.store.runs import create_run, insert_new, run_values, step_values, utc_now
 
 if TYPE_CHECKING:
     from sparkjobs.app import SparkjobsApp
     from sparkjobs.config import Config
     from sparkjobs.jobs import Job
 
-WAIT_POLL_S = 0.2
+# `wait_for_run` wakes on the run's end announcement; this slow poll only covers a
+# lost announcement or a broker that does not answer.
+WAIT_SAFETY_POLL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,12 @@ def run_params(job: Job, params: Mapping[str, Any] | None) -> dict[str, Any]:
             )
         merged[name] = _convert(job.name, name, value, job.params[name])
     try:
-        json.dumps(merged)
+        json.dumps(merged, allow_nan=False)  # NaN and Infinity are not JSON, nor storable
     except (TypeError, ValueError) as exc:
-        raise BadInput(f"parameters of job {job.name!r} must be JSON values: {exc}") from exc
+        raise BadInput(
+            f"parameters of job {job.name!r} must be JSON values (strings, finite numbers, "
+            f"booleans, lists, objects): {exc}"
+        ) from exc
     return merged
 
 
@@ -133,24 +138,97 @@ def submit_job(
         raise BadInput(f"{exc}; triggers: {', '.join(t.value for t in Trigger)}") from exc
     try:
         with _sessions(config, sessions) as factory, factory.begin() as session:
+            # Two statements for a new run: the run (its row comes back from the
+            # INSERT), then all its steps in one INSERT.
             run, created = create_run(
                 session, job=job.name, kind=kind, trigger=how, params=merged,
-                scheduled_for=scheduled_for,
+                scheduled_for=scheduled_for, interactive=interactive,
             )  # fmt: skip
-            if created and interactive:
-                run.interactive = True
             if created:
-                for plan in plans:
-                    step = add_step(
-                        session, run.id, plan.index, service=plan.service, node=plan.node,
-                        name=plan.kind,
-                    )  # fmt: skip
-                    step.spec = plan.spec
+                insert_new(session, Step, _step_rows(run.id, plans, run.created_at))
     except DBAPIError as exc:
         raise unreachable(config.database, exc) from exc
     if created:
-        _publish(config, app, run.id, plans[0].service, interactive=interactive)
+        _publish(config, app, [(run.id, job.name, plans)], interactive=interactive)
     return Submitted(run.id, created)
+
+
+def submit_many(
+    config: Config,
+    jobs: Sequence[Job],
+    *,
+    params: Sequence[Mapping[str, Any] | None] | None = None,
+    trigger: str,
+    app: SparkjobsApp | None = None,
+    interactive: bool = False,
+    sessions: sessionmaker[Session] | None = None,
+) -> list[uuid.UUID]:
+    """Submit a run of each of `jobs` at once: `submit_job` in a loop, with one commit.
+
+    Every run gets its own row, steps and message, as with one `submit_job` per job;
+    the rows are written in one transaction (a few batched INSERTs) and committed
+    before the first message is published, and the messages go out over one broker
+    connection. It is all or nothing in SQL: bad input in any job writes nothing.
+
+    Args:
+        config: the cluster config.
+        jobs: the jobs to run (the same job may appear many times).
+        params: overrides of each job's parameters, in the order of `jobs`.
+        trigger: "submit", "manual", "api" or "retry" (a scheduled slot goes through
+            `submit_job`, whose key makes it unique).
+        app: the Celery app to publish with (default: a client app of `config`).
+        interactive: someone waits for these runs.
+        sessions: a session factory to reuse; default: a new one for this call.
+
+    Returns:
+        The runs' ids, in the order of `jobs`.
+
+    Raises:
+        BadInput: unknown parameter, trigger, or service; `params` not as long as
+            `jobs` (nothing written).
+        Unreachable: the database (nothing written or published) or the broker (the
+            runs not yet published stay queued, for the reconciler) did not answer.
+    """
+    if params is not None and len(params) != len(jobs):
+        raise BadInput(f"submit_many got {len(jobs)} jobs but {len(params)} sets of parameters")
+    try:
+        how = Trigger(trigger)
+    except ValueError as exc:
+        raise BadInput(f"{exc}; triggers: {', '.join(t.value for t in Trigger)}") from exc
+    plans: dict[int, list[StepPlan]] = {}  # planned once per job object
+    runs, steps, firsts = [], [], []
+    now = utc_now()
+    for number, job in enumerate(jobs):
+        merged = run_params(job, params[number] if params is not None else None)
+        planned = plans.get(id(job))
+        if planned is None:
+            planned = plans[id(job)] = plan_job(config, job)
+        try:
+            kind = RunKind(job.kind)
+        except ValueError as exc:
+            raise BadInput(f"job {job.name!r}: {exc}") from exc
+        row = run_values(job=job.name, kind=kind, trigger=how, params=merged,
+                         interactive=interactive, now=now)  # fmt: skip
+        runs.append(row)
+        steps.extend(_step_rows(row["id"], planned, now))
+        firsts.append((row["id"], job.name, planned))
+    try:
+        with _sessions(config, sessions) as factory, factory.begin() as session:
+            insert_new(session, Run, runs)
+            insert_new(session, Step, steps)
+    except DBAPIError as exc:
+        raise unreachable(config.database, exc) from exc
+    _publish(config, app, firsts, interactive=interactive)
+    return [run_id for run_id, _, _ in firsts]
+
+
+def _step_rows(run_id: uuid.UUID, plans: list[StepPlan], now: datetime) -> list[dict[str, Any]]:
+    """The rows of a new run's steps, as planned."""
+    rows = []
+    for plan in plans:
+        where = {"service": plan.service, "node": plan.node, "name": plan.kind}
+        rows.append(step_values(run_id, plan.index, spec=plan.spec, now=now, **where))
+    return rows
 
 
 @contextmanager
@@ -165,18 +243,37 @@ def _sessions(
 
 
 def _publish(
-    config: Config, app: SparkjobsApp | None, run_id: uuid.UUID, service: str, *, interactive: bool
+    config: Config,
+    app: SparkjobsApp | None,
+    firsts: list[tuple[uuid.UUID, str, list[StepPlan]]],
+    *,
+    interactive: bool,
 ) -> None:
+    """Queue the first step of each (run, job name, plans), over one broker connection."""
     from kombu.exceptions import OperationalError
 
     from sparkjobs.app import create_app
     from sparkjobs.config.render import mask_url
 
+    app = app or create_app(config)
+    done = 0
     try:
-        publish_step(app or create_app(config), run_id, 0, service, interactive=interactive)
+        with app.producer_or_acquire() as producer:
+            for run_id, name, plans in firsts:
+                first = plans[0]
+                publish_step(
+                    app, run_id, 0, first.service, interactive=interactive, job=name,
+                    steps=len(plans), kind=first.kind, producer=producer,
+                )  # fmt: skip
+                done += 1
     except OperationalError as exc:
+        which = (
+            f"run {firsts[0][0]} is"
+            if len(firsts) == 1
+            else f"{len(firsts) - done} of {len(firsts)} runs are"
+        )
         raise Unreachable(
-            f"broker {mask_url(config.broker)} is unreachable ({exc}); run {run_id} is "
+            f"broker {mask_url(config.broker)} is unreachable ({exc}); {which} "
             "recorded as queued and will be published once the broker answers"
         ) from exc
 
@@ -195,27 +292,51 @@ def active_run_exists(config: Config, job_name: str) -> bool:
         raise unreachable(config.database, exc) from exc
 
 
-def wait_for_run(config: Config, run_id: uuid.UUID, *, timeout_s: float | None) -> Run:
-    """Poll SQL until the run is terminal, or `timeout_s` passes; the run as it is then.
+def wait_for_run(
+    config: Config,
+    run_id: uuid.UUID,
+    *,
+    timeout_s: float | None,
+    safety_poll_s: float = WAIT_SAFETY_POLL_S,
+    sessions: sessionmaker[Session] | None = None,
+) -> Run:
+    """Wait until the run is terminal, or `timeout_s` passes; the run as it is then.
+
+    It subscribes to the run's end announcement (`sparkjobs.execution.notify`) before
+    it first reads SQL, then reads SQL again when the announcement arrives, and every
+    `safety_poll_s` in case one is lost or the broker does not answer.
+
+    Args:
+        config: the cluster config.
+        run_id: the run to wait for.
+        timeout_s: how long to wait at most; None waits without limit.
+        safety_poll_s: the longest sleep between two reads of SQL.
+        sessions: a session factory to reuse (callers that wait often); default: a
+            new engine for this call, disposed of afterwards.
 
     Returns:
         The run with everything loaded. After a timeout its status is not terminal
-        (check `run.status.terminal`); None waits without limit.
+        (check `run.status.terminal`).
 
     Raises:
         UnknownRun: no such run.
         Unreachable: the database did not answer.
     """
+    from sparkjobs.execution.notify import FinishWatch
+
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    with store_sessions(config) as sessions:
+    with _sessions(config, sessions) as factory, FinishWatch(config, run_id) as watch:
         while True:
             try:
-                with sessions() as session:
+                with factory() as session:
                     run = get_run(session, run_id)
             except DBAPIError as exc:
                 raise unreachable(config.database, exc) from exc
             if run.status.terminal:
                 return run
-            if deadline is not None and time.monotonic() >= deadline:
-                return run
-            time.sleep(WAIT_POLL_S)
+            pause_s = safety_poll_s
+            if deadline is not None:
+                pause_s = min(pause_s, deadline - time.monotonic())
+                if pause_s <= 0:
+                    return run
+            watch.wait(pause_s)

@@ -21,9 +21,11 @@ from sparkjobs.app import create_app
 from sparkjobs.artifacts.server import ServerThread
 from sparkjobs.dispatch.monitor import HealthMonitor
 from sparkjobs.errors import Unreachable
+from sparkjobs.heartbeat import Heartbeat
 from sparkjobs.janitor import Janitor
 from sparkjobs.metrics import serve as serve_metrics
 from sparkjobs.metrics_state import install as install_metrics
+from sparkjobs.reconciler import Reconciler
 from sparkjobs.routing import queue_for_node
 
 if TYPE_CHECKING:
@@ -98,6 +100,8 @@ def run_worker(config: Config, node: str, *, loglevel: str = "INFO") -> NoReturn
         loglevel=loglevel,
         optimization="fair",
         without_mingle=not config.worker.mingle,
+        # Survives a Redis restart instead of exiting (see sparkjobs.consumer).
+        consumer_cls="sparkjobs.consumer:BrokerRestartConsumer",
     )
     # The node's artifacts are served by its worker, on the node's bond address.
     artifacts = ServerThread(config, node).start()
@@ -111,9 +115,15 @@ def run_worker(config: Config, node: str, *, loglevel: str = "INFO") -> NoReturn
     health = HealthMonitor(config, node, app.redis).start()
     # And it removes the node's artifact files that no row references any more.
     janitor = Janitor(config, node).start()
+    # It says what it holds, and one worker's reconciler queues lost work again.
+    heartbeat = Heartbeat(config, worker_name(node)).start()
+    reconciler = Reconciler(config).start() if config.reconciler.enabled else None
     try:
         worker.start()
     finally:
+        if reconciler is not None:
+            reconciler.stop()
+        heartbeat.stop()
         janitor.stop()
         health.stop()
         artifacts.stop()

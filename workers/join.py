@@ -9,17 +9,20 @@ artifact. Then the run moves on to its next step.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, cast
 
 from celery import Task, shared_task
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from sparkjobs.app import SparkjobsApp
 from sparkjobs.backends.timings import real_time_factor
 from sparkjobs.errors import BadAudio, PermanentError
-from sparkjobs.execution.audio import read_artifact, save_wav
+from sparkjobs.execution.audio import read_artifact, record_wav, store_wav
 from sparkjobs.execution.dispatch import JOIN_TASK, publish_step
 from sparkjobs.execution.failures import settle
+from sparkjobs.execution.notify import announce_finished
 from sparkjobs.execution.state import (
     fail_step,
     find_step,
@@ -51,14 +54,8 @@ def join_audio(self: Task[Any, Any], run_id: str, index: int, service: str) -> N
         if attempt is None and step.status == Status.SUCCEEDED:
             follow = next_to_publish(session, run, index)
         context = load_context(session, run, index)
-        pieces = [(row.sha256, row.ttft_ms) for row in piece_rows(session, step.id)
-                  if row.status == PieceStatus.SUCCEEDED]  # fmt: skip
+        pieces, first_piece_at = _synthesized(session, step.id)
         expected, started_at = step.pieces_total, step.started_at
-        first_piece_at = session.scalar(
-            select(Attempt.started_at)
-            .where(Attempt.step_id == step.id, Attempt.piece == 0,
-                   Attempt.status == AttemptStatus.SUCCEEDED)
-        )  # fmt: skip
     if attempt is None:
         if follow is not None:
             publish_step(app, run, follow.index, follow.service)
@@ -72,6 +69,7 @@ def join_audio(self: Task[Any, Any], run_id: str, index: int, service: str) -> N
     def fail(error: str) -> None:
         with sessions.begin() as session:
             fail_step(session, run, context.step_id, error, attempt_id=attempt.id)
+        announce_finished(config, app.redis, run, Status.FAILED)
 
     try:
         if expected is None or len(pieces) != expected:
@@ -81,26 +79,55 @@ def join_audio(self: Task[Any, Any], run_id: str, index: int, service: str) -> N
             joined = join_wavs(wavs)
         except BadAudio as exc:  # the pieces will not change: retrying cannot help
             raise PermanentError(str(exc)) from exc
-        sha = save_wav(config, context.node, joined.wav)
+        stored = store_wav(config, context.node, joined.wav)
         now = utc_now()
-        wall_s = (now - started_at).total_seconds() if started_at else 0.0
-        ttft_ms = None
-        if pieces[0][1] is not None and first_piece_at is not None and started_at is not None:
-            # The listener's wait: until piece 0 began, plus its own time to first audio.
-            ttft_ms = (first_piece_at - started_at).total_seconds() * 1000 + pieces[0][1]
-        timings = StepTimings(ttft_ms=ttft_ms, audio_s=joined.duration_s,
-                              rtf=real_time_factor(joined.duration_s, wall_s))  # fmt: skip
-        data = {"artifact": sha, "duration_s": joined.duration_s, "pieces": len(pieces)}
+        timings = _timings(joined.duration_s, started_at, first_piece_at, pieces[0][1], now)
+        data = {"artifact": stored.sha256, "duration_s": joined.duration_s, "pieces": len(pieces)}
         with sessions.begin() as session:
-            link_artifact(session, context.step_id, sha, name="audio")
+            record_wav(session, stored)
+            link_artifact(session, context.step_id, stored.sha256, name="audio")
             finish_attempt(session, attempt.id, now=now)
             # The step's latency runs from its first attempt (the split) to now.
-            succeed_step(session, context, attempt_id=None, data=data,
-                         task_id=str(self.request.id), timings=timings, now=now)  # fmt: skip
+            done = succeed_step(session, context, attempt_id=None, data=data,
+                                task_id=str(self.request.id), timings=timings, now=now)  # fmt: skip
+            ended = done and context.index == context.steps - 1
             follow = next_to_publish(session, run, index)
     except Exception as exc:
         settle(self, exc, what=what, max_delay_s=config.tasks.max_retry_delay_s,
                on_retry=retry_later, on_failure=fail)  # fmt: skip
         return
+    if ended:  # after the commit: whoever waits reads SQL now
+        announce_finished(config, app.redis, run, Status.SUCCEEDED)
     if follow is not None:
         publish_step(app, run, follow.index, follow.service)
+
+
+def _synthesized(
+    session: Session, step_id: uuid.UUID
+) -> tuple[list[tuple[str | None, float | None]], datetime | None]:
+    """The step's synthesized pieces in order (sha256, time to first audio), and when
+    the attempt that synthesized piece 0 began."""
+    pieces = [(row.sha256, row.ttft_ms) for row in piece_rows(session, step_id)
+              if row.status == PieceStatus.SUCCEEDED]  # fmt: skip
+    first_piece_at = session.scalar(
+        select(Attempt.started_at)
+        .where(Attempt.step_id == step_id, Attempt.piece == 0,
+               Attempt.status == AttemptStatus.SUCCEEDED)
+    )  # fmt: skip
+    return pieces, first_piece_at
+
+
+def _timings(
+    audio_s: float,
+    started_at: datetime | None,
+    first_piece_at: datetime | None,
+    first_ttft_ms: float | None,
+    now: datetime,
+) -> StepTimings:
+    """The step's timings: its real-time factor over the whole step, and its time to
+    first audio as the listener waits it (until piece 0 began, plus that piece's own)."""
+    wall_s = (now - started_at).total_seconds() if started_at else 0.0
+    ttft_ms = None
+    if first_ttft_ms is not None and first_piece_at is not None and started_at is not None:
+        ttft_ms = (first_piece_at - started_at).total_seconds() * 1000 + first_ttft_ms
+    return StepTimings(ttft_ms=ttft_ms, audio_s=audio_s, rtf=real_time_factor(audio_s, wall_s))

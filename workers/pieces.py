@@ -1,5 +1,8 @@
 """`sparkjobs.speak_piece`: synthesize one piece of a long speak step's text.
 
+Only text of more than one piece comes here: the step task speaks a single piece
+itself (see `workers.steps`).
+
 Pieces of one step are queued together and run as the node's threads and the
 service's `max_in_flight` allow. A piece that fails is retried alone; the others
 keep their audio. The piece that brings the count of finished pieces to the total
@@ -17,9 +20,10 @@ from sparkjobs.app import SparkjobsApp
 from sparkjobs.backends import OrpheusClient, client_for
 from sparkjobs.dispatch.admission import admit, call_slot
 from sparkjobs.errors import BadInput
-from sparkjobs.execution.audio import save_wav
+from sparkjobs.execution.audio import record_wav, store_wav
 from sparkjobs.execution.dispatch import PIECE_TASK, publish_join
 from sparkjobs.execution.failures import settle
+from sparkjobs.execution.notify import announce_finished
 from sparkjobs.execution.state import (
     fail_piece,
     fail_step,
@@ -31,7 +35,7 @@ from sparkjobs.execution.state import (
     start_piece,
 )
 from sparkjobs.store.artifacts import link_artifact
-from sparkjobs.store.models import ArtifactRole
+from sparkjobs.store.models import ArtifactRole, Status
 from sparkjobs.store.runs import finish_attempt
 
 
@@ -65,6 +69,7 @@ def speak_piece(self: Task[Any, Any], run_id: str, index: int, piece: int, servi
         with sessions.begin() as session:
             fail_piece(session, step_id, piece, error)
             fail_step(session, run, step_id, error, attempt_id=attempt.id)
+        announce_finished(config, app.redis, run, Status.FAILED)
 
     try:
         client = client_for(config.services[service], name=service)
@@ -81,8 +86,10 @@ def speak_piece(self: Task[Any, Any], run_id: str, index: int, piece: int, servi
                 result = client.speak(text, voice=spec.get("voice"))
         finally:
             client.close()
-        sha = save_wav(config, node, result.wav)
+        stored = store_wav(config, node, result.wav)
         with sessions.begin() as session:
+            record_wav(session, stored)
+            sha = stored.sha256
             link_artifact(session, step_id, sha, role=ArtifactRole.PIECE, name=f"piece-{piece:04d}")
             due = finish_piece(session, step_id, piece, sha256=sha, ttft_ms=result.timings.ttft_ms)
             finish_attempt(session, attempt.id)

@@ -3,8 +3,9 @@
 Chaining is done here, not with a Celery chain: the worker that records step n
 publishes step n+1 after its transaction commits. The run's progress then lives in
 SQL alone, so a redelivered task, the reconciler or a rerun can pick it up from
-there; and a speak step's fan-out and join (which a chain cannot express without a
-chord) is just another way for a step to finish before the next one is published.
+there. A speak step whose text is one piece is spoken by this task and finished in
+one transaction; longer text fans out into pieces and a join (which a chain cannot
+express without a chord), another way for a step to finish before the next is published.
 """
 
 from __future__ import annotations
@@ -17,29 +18,31 @@ from celery import Task, shared_task
 from sparkjobs.app import SparkjobsApp
 from sparkjobs.backends import OrpheusClient, ServerClient, client_for
 from sparkjobs.config import Config
-from sparkjobs.dispatch.admission import admit, call_slot
+from sparkjobs.dispatch.admission import admit, call_slot, release_current
 from sparkjobs.errors import BadInput, UnknownVoice
-from sparkjobs.execution.audio import read_artifact, save_wav
+from sparkjobs.execution.audio import read_artifact, record_wav, store_wav_soon
 from sparkjobs.execution.dispatch import STEP_TASK, publish_join, publish_piece, publish_step
 from sparkjobs.execution.failures import settle
-from sparkjobs.execution.outputs import Output, run_chat, run_clone, run_custom
+from sparkjobs.execution.notify import announce_finished
+from sparkjobs.execution.outputs import Output, run_chat, run_clone, run_custom, step_timings
 from sparkjobs.execution.sentences import split_text
 from sparkjobs.execution.state import (
+    Started,
     StepContext,
     create_pieces,
     fail_step,
-    find_step,
-    load_context,
     next_to_publish,
     pieces_ready,
     run_ended,
     sessions_for,
+    spoken_in_one_piece,
+    start_step,
     succeed_step,
 )
 from sparkjobs.execution.templates import render
 from sparkjobs.store.artifacts import link_artifact
 from sparkjobs.store.models import ArtifactRole, Status
-from sparkjobs.store.runs import finish_attempt, start_attempt
+from sparkjobs.store.runs import finish_attempt
 
 
 @shared_task(name=STEP_TASK, bind=True)
@@ -49,55 +52,96 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
     config = app.sparkjobs_config
     sessions = sessions_for(config.database)
     run = uuid.UUID(run_id)
-    # A lease of the service (chat, clone), or wait: no attempt before the server can answer.
-    admit(self, run_id, index, service)
-    with sessions.begin() as session:
-        step = find_step(session, run, index)
-        attempt = start_attempt(
-            session, step.id, task_id=str(self.request.id), worker=str(self.request.hostname)
-        )
-        context = load_context(session, run, index)
-        follow = None
-        if attempt is None and step.status == Status.SUCCEEDED:
-            follow = next_to_publish(session, run, index)
+    task_id = str(self.request.id)
+    started = _start(self, run, index, service)
+    context, attempt = started.context, started.attempt_id
     if attempt is None:  # finished already (or the run was cancelled): at most move on
-        if follow is not None:
-            publish_step(app, run, follow.index, follow.service)
+        if started.status == Status.SUCCEEDED:
+            with sessions.begin() as session:
+                follow = next_to_publish(session, run, index, steps=context.steps)
+            if follow is not None:
+                publish_step(
+                    app,
+                    run,
+                    follow.index,
+                    follow.service,
+                    kind=follow.name,
+                    job=context.job,
+                    steps=context.steps,
+                )
         return
     what = f"step {index} ({context.kind} on {service})"
 
     def retry_later(error: str) -> None:
         with sessions.begin() as session:
-            finish_attempt(session, attempt.id, error=error)
+            finish_attempt(session, attempt, error=error)
 
     def fail(error: str) -> None:
         with sessions.begin() as session:
-            fail_step(session, run, context.step_id, error, attempt_id=attempt.id)
+            fail_step(session, run, context.step_id, error, attempt_id=attempt)
+        announce_finished(config, app.redis, run, Status.FAILED)
 
     try:
         if context.kind == "speak":
-            _fan_out(app, config, context, attempt.id)
+            output = _speak(app, config, context, attempt)
+        else:
+            output = _execute(config, context)
+        if output is None:  # long speech: fanned out into pieces, finished by the join
             return
-        output = _execute(config, context)
-        sha = save_wav(config, context.node, output.wav) if output.wav is not None else None
+        # The WAV goes to disk while the step's rows are written; its own rows come
+        # last, once the file is durable, and commit with the step.
+        wav = None if output.wav is None else store_wav_soon(config, context.node, output.wav)
         with sessions.begin() as session:
             for source in output.inputs:
                 link_artifact(session, context.step_id, source, role=ArtifactRole.INPUT)
-            data = output.data
-            if sha is not None:
-                link_artifact(session, context.step_id, sha, name="audio")
-                data = {"artifact": sha, **(data or {})}
-            succeed_step(
-                session, context, attempt_id=attempt.id, text=output.text, data=data,
-                task_id=str(self.request.id), timings=output.timings,
+            data = output.data if wav is None else {"artifact": wav.sha256, **(output.data or {})}
+            if context.kind == "speak":
+                spoken_in_one_piece(session, context.step_id)
+            done = succeed_step(
+                session, context, attempt_id=attempt, text=output.text, data=data,
+                task_id=task_id, timings=output.timings, started_at=started.started_at,
             )  # fmt: skip
-            follow = next_to_publish(session, run, index)
+            ended = done and context.index == context.steps - 1
+            # Only the delivery that finished the step moves the run on: a twin that
+            # ran at the same time would otherwise run every later step twice.
+            follow = next_to_publish(session, run, index, steps=context.steps) if done else None
+            if wav is not None:
+                record_wav(session, wav.stored())
+                link_artifact(session, context.step_id, wav.sha256, name="audio")
     except Exception as exc:
         settle(self, exc, what=what, max_delay_s=config.tasks.max_retry_delay_s,
                on_retry=retry_later, on_failure=fail)  # fmt: skip
         return
+    if ended:  # after the commit: whoever waits reads SQL now
+        announce_finished(config, app.redis, run, Status.SUCCEEDED)
     if follow is not None:
-        publish_step(app, run, follow.index, follow.service)
+        publish_step(
+            app,
+            run,
+            follow.index,
+            follow.service,
+            kind=follow.name,
+            job=context.job,
+            steps=context.steps,
+        )
+
+
+def _start(task: Task[Any, Any], run: uuid.UUID, index: int, service: str) -> Started:
+    """A step task's prologue: one transaction reads the step and opens its attempt.
+
+    A kind whose one call the gate admits (chat, clone, speak) first gets a lease, or
+    waits: no attempt before the server can answer. Other kinds are admitted on what
+    that read found, with no further read.
+    """
+    sessions = sessions_for(cast(SparkjobsApp, task.app).sparkjobs_config.database)
+    task_id, worker = str(task.request.id), str(task.request.hostname)
+    with sessions.begin() as session:
+        started = start_step(session, run, index, task_id=task_id, worker=worker, gate_first=True)
+    admit(task, str(run), index, service, standing=started.standing)
+    if started.gate_first:
+        with sessions.begin() as session:
+            started = start_step(session, run, index, task_id=task_id, worker=worker)
+    return started
 
 
 def _execute(config: Config, context: StepContext) -> Output:
@@ -151,8 +195,11 @@ def _reference(config: Config, context: StepContext, ref: str) -> bytes:
         ) from exc
 
 
-def _fan_out(app: SparkjobsApp, config: Config, context: StepContext, attempt: uuid.UUID) -> None:
-    """Split a speak step's text into pieces and queue each; the last one queues the join."""
+def _speak(
+    app: SparkjobsApp, config: Config, context: StepContext, attempt: uuid.UUID
+) -> Output | None:
+    """A speak step: text that is one piece is spoken here, under the lease `admit`
+    took; longer text is split into pieces for `speak_piece` (None is returned)."""
     text = render(str(context.spec["text"]), context.template(), where=context.where)
     pieces = split_text(text)
     if not pieces:
@@ -160,14 +207,31 @@ def _fan_out(app: SparkjobsApp, config: Config, context: StepContext, attempt: u
     voice = context.spec.get("voice")
     client = client_for(config.services[context.service], name=context.service)
     try:
-        known = client.voices if isinstance(client, OrpheusClient) else ()
+        if not isinstance(client, OrpheusClient):
+            raise BadInput(
+                f"{context.where}: service {context.service!r} is not an Orpheus TTS service"
+            )
+        if voice and voice not in client.voices:
+            raise UnknownVoice(
+                f"{context.where}: voice {voice!r} is not offered by {context.service}; "
+                f"known: {', '.join(client.voices)}"
+            )
+        if len(pieces) > 1:
+            release_current()  # each piece takes a lease of its own
+            _fan_out(app, config, context, attempt, pieces)
+            return None
+        with call_slot():
+            result = client.speak(pieces[0], voice=voice)
     finally:
         client.close()
-    if voice and known and voice not in known:
-        raise UnknownVoice(
-            f"{context.where}: voice {voice!r} is not offered by {context.service}; "
-            f"known: {', '.join(known)}"
-        )
+    data = {"duration_s": result.info.duration_s, "pieces": 1}
+    return Output(data=data, wav=result.wav, timings=step_timings(result.timings))
+
+
+def _fan_out(
+    app: SparkjobsApp, config: Config, context: StepContext, attempt: uuid.UUID, pieces: list[str]
+) -> None:
+    """Record a long text's pieces and queue each; the last one to finish queues the join."""
     sessions = sessions_for(config.database)
     with sessions.begin() as session:
         todo = create_pieces(session, context.step_id, pieces)
@@ -175,7 +239,9 @@ def _fan_out(app: SparkjobsApp, config: Config, context: StepContext, attempt: u
         ready = pieces_ready(session, context.step_id)
         if run_ended(session, context.run_id):  # cancelled meanwhile: queue nothing more
             todo, ready = [], False
+    job, steps = context.job, context.steps  # for the labels: no store read per message
     for piece in todo:
-        publish_piece(app, context.run_id, context.index, piece, context.service)
+        publish_piece(app, context.run_id, context.index, piece, context.service,
+                      job=job, steps=steps)  # fmt: skip
     if ready:
-        publish_join(app, context.run_id, context.index, context.service)
+        publish_join(app, context.run_id, context.index, context.service, job=job, steps=steps)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +194,8 @@ def write_manifest(root: Path, manifest: Manifest) -> Path:
     """Store `manifest` next to the blobs (write, fsync, rename)."""
     path = manifest_path(root, manifest.sha256)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    # Unique per call: two threads of one server may build the same manifest at once.
+    partial = path.with_suffix(f".{os.getpid()}.{secrets.token_hex(4)}.tmp")
     with partial.open("wb") as handle:
         handle.write(manifest.to_json())
         handle.flush()

@@ -155,21 +155,33 @@ async def _blob(request: web.Request) -> web.StreamResponse:
     path = safe_blob_path(request.app[_ROOT], request.match_info["sha256"])
     if path is None:
         raise web.HTTPNotFound(text="no such artifact on this node\n")
-    try:
-        # Validate the Range header here: a malformed one must get a 4xx, never the
-        # whole file that a lenient parser would send instead.
-        _ = request.http_range
-    except ValueError:
+    ranges = request.headers.get("Range")
+    # Checked here, strictly: a malformed range must get a 4xx, never the whole file
+    # that a lenient parser would send instead (aiohttp answers `bytes=-0` with all).
+    if ranges is not None and not _one_range(ranges):
         raise web.HTTPRequestRangeNotSatisfiable(
-            headers={"Content-Range": f"bytes */{path.stat().st_size}"}
-        ) from None
-    if request.headers.get("Range", "").count(",") > 0:
-        raise web.HTTPRequestRangeNotSatisfiable(text="one range per request\n")
+            text="give one range: bytes=FIRST-[LAST] or bytes=-SUFFIX (SUFFIX > 0)\n",
+            headers={"Content-Range": f"bytes */{path.stat().st_size}"},
+        )
     return web.FileResponse(
         path,
         chunk_size=_SEND_CHUNK_BYTES,
         headers={"Content-Type": "application/octet-stream", "Cache-Control": "immutable"},
     )
+
+
+_RANGE = re.compile(r"^bytes=(?:(\d{1,19})-(\d{0,19})|-(\d{1,19}))$")
+
+
+def _one_range(value: str) -> bool:
+    """Whether `value` is one well-formed byte range (satisfiability is aiohttp's to judge)."""
+    match = _RANGE.match(value.strip())
+    if match is None:
+        return False
+    first, last, suffix = match.groups()
+    if suffix is not None:
+        return int(suffix) > 0
+    return not last or int(last) >= int(first)
 
 
 async def _manifest(request: web.Request) -> web.Response:
@@ -201,6 +213,12 @@ async def _upload(request: web.Request) -> web.Response:
         upload = await loop.run_in_executor(None, Upload, root, request.content_length)
     except DiskFull as exc:
         raise web.HTTPInsufficientStorage(text=f"{exc}\n") from exc
+    except OSError as exc:  # e.g. EFBIG: a length no file on this filesystem may have
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=0,
+            actual_size=request.content_length or 0,
+            text=f"cannot hold {request.content_length} bytes here ({exc.strerror})\n",
+        ) from exc
     try:
         async for data in request.content.iter_chunked(_RECEIVE_CHUNK_BYTES):
             await loop.run_in_executor(None, upload.write, data)
@@ -209,6 +227,9 @@ async def _upload(request: web.Request) -> web.Response:
         raise web.HTTPInsufficientStorage(text=f"{exc}\n") from exc
     except CorruptArtifact as exc:
         raise web.HTTPUnprocessableEntity(text=f"{exc}\n") from exc
+    except ConnectionResetError as exc:  # the client went before its last byte
+        log.info("an upload to %s was cut short; nothing stored", request.app[_NODE])
+        raise web.HTTPBadRequest(text="the upload was cut short; nothing was stored\n") from exc
     finally:
         upload.discard()
     node = request.app[_NODE]

@@ -16,26 +16,32 @@ def worker(
     loglevel: LogLevel = "INFO",
 ) -> None:
     """Run NODE's worker: consumes exactly that node's queue with a threads pool."""
+    from sparkjobs.daemons import refuse_a_wrong_broker_password
     from sparkjobs.routing import queue_for_node
     from sparkjobs.worker import run_worker
 
     config = get_config()
     queue_for_node(config, node)  # an unknown node is exit 2 before anything starts
+    refuse_a_wrong_broker_password(config)
     run_worker(config, node, loglevel=loglevel)
 
 
 def beat(loglevel: LogLevel = "INFO") -> None:
     """Run the scheduler."""
-    from sparkjobs.daemons import run_beat
+    from sparkjobs.daemons import refuse_a_wrong_broker_password, run_beat
 
-    run_beat(get_config(), loglevel=loglevel)
+    config = get_config()
+    refuse_a_wrong_broker_password(config)
+    run_beat(config, loglevel=loglevel)
 
 
 def flower() -> None:
     """Run Flower, the live task monitor, on the project's Celery app."""
-    from sparkjobs.daemons import run_flower
+    from sparkjobs.daemons import refuse_a_wrong_broker_password, run_flower
 
-    run_flower(get_config())
+    config = get_config()
+    refuse_a_wrong_broker_password(config)
+    run_flower(config)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,9 +8,12 @@ import typer
 def web() -> None:
     """Serve the run page and the JSON API (loopback unless the config says otherwise)."""
     from sparkjobs.cli.context import get_config
+    from sparkjobs.daemons import refuse_a_wrong_broker_password
     from sparkjobs.web import serve
 
-    serve(get_config())
+    config = get_config()
+    refuse_a_wrong_broker_password(config)  # it submits runs: a wrong password is exit 3
+    serve(config)
 
 
 def register(app: typer.Typer) -> None:

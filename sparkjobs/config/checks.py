@@ -130,9 +130,11 @@ def _database(config: Config) -> Iterator[Problem]:
 
 def _host_of(config: Config, node: str | None) -> str:
     """Which machine a node is. Nodes on loopback share this one machine."""
-    name = node or config.first_node()
-    spec = config.nodes.get(name)
-    return "this machine" if spec is None or is_loopback(spec.bond_address) else name
+    name = node or next(iter(config.nodes), None)  # no node at all: `_names` says so
+    spec = config.nodes.get(name) if name is not None else None
+    if name is None or spec is None or is_loopback(spec.bond_address):
+        return "this machine"
+    return name
 
 
 def _listeners(config: Config) -> Iterator[tuple[str, str, str, int]]:

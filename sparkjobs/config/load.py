@@ -15,13 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from sparkjobs.config.checks import Problem, check
 from sparkjobs.config.model import Config
+from sparkjobs.config.render import MASK, mask_url
 from sparkjobs.errors import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 ENV_PREFIX = "SPARKJOBS_"
+
+# Keys whose values are secrets (or URLs that may carry one): errors never show them.
+SECRET_KEYS = frozenset({"token", "basic_auth", "webhook_url", "broker_url", "database_url"})
 
 # Fixes for pydantic's error types, by type; the message of the error says the rest.
 _FIXES = {
@@ -58,13 +63,16 @@ def load_config(path: Path | str | None = None) -> Config:
     label = str(file) if file != DEFAULT_CONFIG else "the built-in default config"
     data = _read_toml(file, label)
     data["source"] = label
-    if file != DEFAULT_CONFIG and "schedules_dir" in data:
+    # A value of the wrong type is left as it is, for the model to refuse with its key.
+    if file != DEFAULT_CONFIG and isinstance(data.get("schedules_dir"), str):
         data["schedules_dir"] = str(file.parent / Path(data["schedules_dir"]).expanduser())
     try:
         config = Config(**data)
     except ValidationError as exc:
         problems = [_problem_from(error) for error in exc.errors()]
         raise ConfigError(_explain(problems, file, label)) from exc
+    except SettingsError as exc:
+        raise ConfigError(_explain_environment(exc, label)) from exc
     problems = check(config)
     if problems:
         raise ConfigError(_explain(problems, file, label))
@@ -90,6 +98,20 @@ def _read_toml(file: Path, label: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {label}: {exc.strerror}") from exc
 
 
+def _explain_environment(exc: SettingsError, label: str) -> str:
+    """A table set from the environment whose value is not JSON: name the variables."""
+    field = re.search(r'field "([^"]+)"', str(exc))
+    stem = f"{ENV_PREFIX}{field.group(1).upper()}" if field else ENV_PREFIX
+    names = sorted(name for name in os.environ if name.upper().startswith(stem))
+    # Only names: the values may be secrets.
+    return (
+        f"invalid config ({label}): environment variable {', '.join(names) or stem} "
+        f"cannot be read ({exc}). Fix: a whole table must be JSON, e.g. "
+        f"{stem}='{{...}}'; or set one key with __ between the parts, e.g. "
+        f"{ENV_PREFIX}NODES__SPARK1__BOND_ADDRESS=10.0.0.1"
+    )
+
+
 def _problem_from(error: Any) -> Problem:
     loc = [str(part) for part in error["loc"] if part != "[key]"]
     kind = error["type"]
@@ -99,6 +121,9 @@ def _problem_from(error: Any) -> Problem:
     if kind == "extra_forbidden":
         return Problem(".".join(loc), error["input"], "is not a known key", fix)
     value = error.get("input")
+    if SECRET_KEYS & set(loc):
+        # A secret of the wrong shape is still a secret: name the key, never the value.
+        value = mask_url(value) if isinstance(value, str) and "://" in value else MASK
     return Problem(".".join(loc), value, error["msg"], fix)
 
 

@@ -117,6 +117,12 @@ class TasksConfig(_Section):
     visibility_timeout_s: int | None = Field(
         default=None, description="default: time_limit_s + max_retry_delay_s + 300"
     )
+    database_outage_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="how long a step retries while the database is unreachable, then is "
+        "left for recovery",
+    )
 
     @property
     def visibility_s(self) -> int:
@@ -162,6 +168,57 @@ class WorkerConfig(_Section):
     mingle: bool = Field(
         default=True,
         description="at start, ask the other workers which tasks were revoked (about 1 s)",
+    )
+
+
+class ReconcilerConfig(_Section):
+    """Finding work whose message was lost, and queueing it again (sparkjobs.reconciler)."""
+
+    enabled: bool = Field(default=True, description="run the reconciler in the workers")
+    heartbeat_interval_s: float = Field(
+        default=2.0, gt=0, description="how often a worker renews its heartbeat and claims"
+    )
+    heartbeat_ttl_s: float = Field(
+        default=10.0, gt=0, description="a worker (and its claims) not renewed this long is gone"
+    )
+    interval_s: float = Field(default=5.0, gt=0, description="between two reconciler passes")
+    unclaimed_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="unfinished work with no message and no claim this long is queued again",
+    )
+
+    @model_validator(mode="after")
+    def _ttl_outlives_interval(self) -> ReconcilerConfig:
+        if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
+            raise ValueError(
+                f"reconciler.heartbeat_ttl_s ({self.heartbeat_ttl_s}) must exceed "
+                f"heartbeat_interval_s ({self.heartbeat_interval_s}), or live workers "
+                "would look dead between two heartbeats"
+            )
+        return self
+
+    @property
+    def recovery_bound_s(self) -> float:
+        """The longest a lost unit of work waits before it is queued again."""
+        # The claims of a killed worker expire, or (if it was the active reconciler)
+        # its lock does; then a unit is seen missing for unclaimed_s, pass by pass.
+        return max(self.heartbeat_ttl_s, self.lock_ttl_s) + self.unclaimed_s + 2 * self.interval_s
+
+    @property
+    def lock_ttl_s(self) -> float:
+        """How long the active reconciler's lock outlives its last renewal."""
+        return 3 * self.interval_s
+
+
+class BeatConfig(_Section):
+    """How the scheduler (`sparkjobs beat`) decides and fails over."""
+
+    on_time_s: float = Field(
+        default=30.0, gt=0, description="a slot fired up to this late is on time, later missed"
+    )
+    lock_ttl_s: float = Field(
+        default=5.0, gt=0, description="a killed active beat is replaced within this plus 1 s"
     )
 
 
@@ -327,6 +384,8 @@ class Config(BaseSettings):
     tasks: TasksConfig = TasksConfig()
     worker: WorkerConfig = WorkerConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    beat: BeatConfig = BeatConfig()
+    reconciler: ReconcilerConfig = ReconcilerConfig()
     flower: FlowerConfig = FlowerConfig()
     web: WebConfig = WebConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import SecretStr
 
@@ -11,15 +11,35 @@ if TYPE_CHECKING:
     from sparkjobs.config.model import Config
 
 MASK = "***"
+SECRET_QUERY_KEYS = frozenset({"password", "token", "secret", "key", "auth"})
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password (if any) replaced by '***'."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """The URL with its password (if any) replaced by '***'.
+
+    Also a password given as a query parameter (`?password=`, as redis-py reads it),
+    and whatever precedes an '@' of a string that does not parse as a URL.
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # e.g. a bad port or bracket: not a URL, so hide what may be one
+        parts, password = None, None
+    if parts is None or (password is None and "@" in url and not parts.netloc):
+        scheme, sep, rest = url.rpartition("://")
+        _, at, host = rest.rpartition("@")
+        return f"{scheme}{sep}{MASK}{at}{host}" if at else url
+    masked = url
+    if password is not None:
+        masked = masked.replace(f":{password}@", f":{MASK}@", 1)
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if any(key.lower() in SECRET_QUERY_KEYS for key, _ in pairs):
+            query = urlencode(
+                [(k, MASK if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*"
+            )
+            masked = masked.replace(parts.query, query, 1)
+    return masked
 
 
 def _plain(value: Any) -> Any:

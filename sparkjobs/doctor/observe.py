@@ -80,6 +80,12 @@ def observe_broker(config: Config) -> BrokerFacts:
         client.ping()
         reach = Timed(round_trip_ms=(time.perf_counter() - started) * 1000)
         return BrokerFacts(reach, _persistence_settings(client))
+    except redis_lib.AuthenticationError as exc:
+        # Up but refusing us: say so, rather than "unreachable" alone.
+        said = "it asks for a password and broker_url has none" if "HELLO" in str(exc) else (
+            f"it refused the password ({_reason(exc)})"
+        )  # fmt: skip
+        return BrokerFacts(Timed(error=f"{said}; fix the password in broker_url"))
     except (redis_lib.RedisError, OSError) as exc:
         return BrokerFacts(Timed(error=_reason(exc)))
     finally:

@@ -1,28 +1,125 @@
 """Audio artifacts of steps: writing a WAV into this node's store, reading one back.
 
-Writes go through the artifact package's registration, so every WAV gets its chunk
-manifest and can be pulled over the bond by another node; reads fall back to
+Every WAV gets what the artifact package's registration gives a file (the blob, its
+rows, the digest of its chunk manifest), so another node can pull it over the bond.
+Writing is split in two so that a step records the rows in the same transaction that
+finishes it: `store_wav` puts the file on disk (no SQL), `record_wav` writes the rows
+in the caller's transaction. `store_wav_soon` runs `store_wav` on a background thread,
+so that the file's fsync overlaps the step's other SQL. Reads fall back to
 `ensure_local`, which fetches a copy this node does not hold.
 """
 
 from __future__ import annotations
 
+import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sparkjobs.artifacts.register import node_root, register_file
+from sparkjobs.artifacts.locate import set_manifest_digest
+from sparkjobs.artifacts.manifest import MIN_CHUNK_BYTES, ManifestBuilder, write_manifest
+from sparkjobs.artifacts.register import node_root
+from sparkjobs.backends.audio import parse_wav
+from sparkjobs.errors import BadAudio
 from sparkjobs.execution.state import sessions_for
-from sparkjobs.store.artifacts import artifact_path
+from sparkjobs.store.artifacts import StoredFile, artifact_path, write_file
+from sparkjobs.store.engine import insert_ignoring_conflicts, upsert
+from sparkjobs.store.models import Artifact, ArtifactLocation
+from sparkjobs.store.runs import utc_now
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from sparkjobs.config import Config
 
 WAV = "audio/wav"
+# Writing a WAV is mostly waiting for the disk: a few threads per process suffice.
+_writers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sparkjobs-wav")
+
+
+@dataclass(frozen=True)
+class StoredWav:
+    """A WAV on a node's disk (blob and manifest) whose rows are not written yet."""
+
+    file: StoredFile
+    node: str
+    manifest_sha256: str
+    duration_s: float | None
+    sample_rate_hz: int | None
+
+    @property
+    def sha256(self) -> str:
+        return self.file.sha256
+
+
+def store_wav(config: Config, node: str, wav: bytes) -> StoredWav:
+    """Put `wav` into `node`'s store (durable on return), with no SQL.
+
+    The blob goes through the store's writer (partial file, fsync, rename). Its chunk
+    manifest is digested from the bytes in hand, and its file is written only for a WAV
+    of more than one chunk: for a smaller one, the node's artifact server describes the
+    blob on the first request (as it does any blob without a manifest), and the digest
+    recorded in SQL checks that description; a step saves a file write and its fsync.
+    """
+    root = node_root(config, node)
+    stored = write_file(root, wav)
+    builder = ManifestBuilder(len(wav))
+    builder.update(wav)
+    manifest = builder.finish()
+    if manifest.size_bytes > MIN_CHUNK_BYTES:
+        write_manifest(root, manifest)
+    try:
+        info = parse_wav(wav)
+        duration_s, rate = info.duration_s, info.sample_rate
+    except BadAudio:  # a malformed WAV is still stored; its figures stay unknown
+        duration_s, rate = None, None
+    return StoredWav(stored, node, manifest.digest(), duration_s, rate)
+
+
+@dataclass(frozen=True)
+class PendingWav:
+    """A WAV being written by `store_wav` on a background thread; its name known now."""
+
+    sha256: str
+    future: Future[StoredWav]
+
+    def stored(self) -> StoredWav:
+        """The stored WAV, once it is durable (raises what `store_wav` raised)."""
+        return self.future.result()
+
+
+def store_wav_soon(config: Config, node: str, wav: bytes) -> PendingWav:
+    """Start `store_wav` on a background thread and return at once with the sha256.
+
+    The caller records the rows with `record_wav(session, pending.stored())` last in
+    its transaction: a row never names a file that is not on disk yet.
+    """
+    future = _writers.submit(store_wav, config, node, wav)
+    return PendingWav(hashlib.sha256(wav).hexdigest(), future)
+
+
+def record_wav(session: Session, wav: StoredWav) -> None:
+    """Write the rows of a stored WAV (artifact with its manifest digest, location) in
+    the caller's transaction; repeats change nothing but the location's freshness."""
+    now = utc_now()
+    values = {
+        "sha256": wav.sha256, "size_bytes": wav.file.size_bytes, "media_type": WAV,
+        "duration_s": wav.duration_s, "sample_rate_hz": wav.sample_rate_hz,
+        "created_at": now, "manifest_sha256": wav.manifest_sha256,
+    }  # fmt: skip
+    if not insert_ignoring_conflicts(session, Artifact, values):
+        set_manifest_digest(session, wav.sha256, wav.manifest_sha256)  # a row without one
+    location = {"sha256": wav.sha256, "node": wav.node, "path": str(wav.file.path),
+                "verified_at": now}  # fmt: skip
+    upsert(session, ArtifactLocation, location, keys=("sha256", "node"))
 
 
 def save_wav(config: Config, node: str, wav: bytes) -> str:
     """Store `wav` in `node`'s artifact store (file, manifest, rows); its sha256."""
-    sessions = sessions_for(config.database)
-    return register_file(sessions, node_root(config, node), node, wav, media_type=WAV).sha256
+    stored = store_wav(config, node, wav)
+    with sessions_for(config.database).begin() as session:
+        record_wav(session, stored)
+    return stored.sha256
 
 
 def read_artifact(config: Config, node: str, sha256: str) -> bytes:

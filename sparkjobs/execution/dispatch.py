@@ -35,28 +35,47 @@ def message_priority(app: Celery, interactive: bool | None) -> dict[str, Any]:
 
 
 def publish_step(
-    app: Celery, run_id: uuid.UUID, index: int, service: str, *, interactive: bool | None = None
+    app: Celery,
+    run_id: uuid.UUID,
+    index: int,
+    service: str,
+    *,
+    interactive: bool | None = None,
+    job: str | None = None,
+    steps: int | None = None,
+    kind: str | None = None,
+    producer: Any = None,
 ) -> None:
-    """Queue step `index` of a run on its service's node."""
+    """Queue step `index` of a run on its service's node.
+
+    `job`, `steps`, `kind`: the run's job name, its number of steps and this step's
+    kind, for the message's Flower label (`labels.task_label`); the store is read
+    for whichever is missing. `producer`: a kombu producer to reuse (bulk publishing).
+    """
+    label = task_label(app, run_id, index, service, job=job, steps=steps, kind=kind)
     app.send_task(STEP_TASK, kwargs={"run_id": str(run_id), "index": index, "service": service},
-                  kwargsrepr=task_label(app, run_id, index, service),
+                  kwargsrepr=label, producer=producer,
                   **message_priority(app, interactive))  # fmt: skip
 
 
 def publish_piece(
     app: Celery, run_id: uuid.UUID, index: int, piece: int, service: str,
-    *, interactive: bool | None = None,
+    *, interactive: bool | None = None, job: str | None = None, steps: int | None = None,
 ) -> None:  # fmt: skip
-    """Queue the synthesis of one piece of step `index`'s text."""
+    """Queue the synthesis of one piece of step `index`'s text (`job`, `steps`: for
+    the label, as in `publish_step`)."""
     kwargs = {"run_id": str(run_id), "index": index, "piece": piece, "service": service}
-    label = task_label(app, run_id, index, service, part=f"piece {piece + 1}")
+    label = task_label(app, run_id, index, service, part=f"piece {piece + 1}", job=job,
+                       steps=steps, kind=None if job is None else "speak")  # fmt: skip
     app.send_task(PIECE_TASK, kwargs=kwargs, kwargsrepr=label, **message_priority(app, interactive))
 
 
 def publish_join(
-    app: Celery, run_id: uuid.UUID, index: int, service: str, *, interactive: bool | None = None
-) -> None:
+    app: Celery, run_id: uuid.UUID, index: int, service: str,
+    *, interactive: bool | None = None, job: str | None = None, steps: int | None = None,
+) -> None:  # fmt: skip
     """Queue the join of step `index`'s pieces (on the node that stored them)."""
+    label = task_label(app, run_id, index, service, part="join", job=job, steps=steps,
+                       kind=None if job is None else "speak")  # fmt: skip
     app.send_task(JOIN_TASK, kwargs={"run_id": str(run_id), "index": index, "service": service},
-                  kwargsrepr=task_label(app, run_id, index, service, part="join"),
-                  **message_priority(app, interactive))  # fmt: skip
+                  kwargsrepr=label, **message_priority(app, interactive))  # fmt: skip

@@ -7,14 +7,15 @@ Functions take the caller's session (`with sessions.begin() as session:`).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.errors import UnknownRun
@@ -30,7 +31,10 @@ from sparkjobs.store.models import (
     Step,
     StepPiece,
 )
-from sparkjobs.store.runs import finish_run, finish_step, utc_now
+from sparkjobs.store.runs import finish_run, finish_step, open_attempt, utc_now
+
+if TYPE_CHECKING:
+    from sparkjobs.dispatch.admission import Standing
 
 
 def sessions_for(database_url: str) -> sessionmaker[Session]:
@@ -53,6 +57,7 @@ class StepContext:
     slot: datetime
     outputs: tuple[str, ...]  # earlier steps' outputs, as templates see them
     previous_data: dict[str, Any] | None  # the previous step's JSON output, if any
+    job: str = "?"  # the run's job name (for the labels of the messages it publishes)
 
     @property
     def kind(self) -> str:
@@ -78,34 +83,137 @@ def find_step(session: Session, run_id: uuid.UUID, index: int) -> Step:
     return step
 
 
-def load_context(session: Session, run_id: uuid.UUID, index: int) -> StepContext:
-    """The context of step `index` of run `run_id`: spec, parameters, slot, outputs."""
-    run = session.get(Run, run_id)
-    if run is None:
-        raise UnknownRun(f"no run {run_id} in the store")
-    step = find_step(session, run_id, index)
-    spec = dict(step.spec or {})
-    rows = session.execute(
-        select(Step.index, Result.text, Result.data)
-        .join(Result, Result.step_id == Step.id, isouter=True)
-        .where(Step.run_id == run_id, Step.index < index)
-        .order_by(Step.index)
-    ).all()
-    steps = session.scalar(select(func.count()).select_from(Step).where(Step.run_id == run_id))
-    slot = (run.scheduled_for or run.created_at).astimezone(ZoneInfo(str(spec.get("tz", "UTC"))))
+@functools.cache
+def _step_query(*, lock: bool, dialect: str = "") -> Any:
+    """Step `p_index` of run `p_run_id` joined with its run, the run's step count, and
+    what admission needs (`sparkjobs.dispatch.admission.standing_columns`): one
+    query, built once (every task runs it), with the step's row locked if `lock`.
+
+    Locked on PostgreSQL, it also turns off `synchronous_commit` for its transaction
+    (the start of an attempt): that commit then returns without waiting for the WAL
+    to reach the disk. The step's finish commits synchronously, and the WAL is one
+    sequence, so a finished step is as durable as ever; a crash between the two loses
+    only the "running" mark of a step whose message is then delivered again.
+    """
+    from sparkjobs.dispatch.admission import standing_columns
+
+    # On the tables, not the ORM entities: a Core query skips the ORM's row handling.
+    steps, runs = Step.__table__, Run.__table__
+    run_id = bindparam("p_run_id", type_=steps.c.run_id.type)
+    index = bindparam("p_index", type_=steps.c.index.type)
+    others = steps.alias()
+    total = select(func.count()).select_from(others).where(others.c.run_id == run_id)
+    query = (
+        select(
+            *standing_columns(), steps.c.service, steps.c.node, steps.c.started_at,
+            runs.c.status.label("run_status"), runs.c.job, runs.c.params,
+            runs.c.scheduled_for, runs.c.created_at, total.scalar_subquery().label("total"),
+        )
+        .select_from(steps.join(runs, runs.c.id == steps.c.run_id))
+        .where(steps.c.run_id == run_id, steps.c.index == index)
+    )  # fmt: skip
+    if not lock:
+        return query
+    if dialect == "postgresql":  # in the query itself: no round trip of its own
+        query = query.add_columns(func.set_config("synchronous_commit", "off", True))
+    return query.with_for_update(of=steps)
+
+
+def _context(session: Session, run_id: uuid.UUID, index: int, row: Any) -> StepContext:
+    """The context of a step from its `_step_query` row (and its earlier steps' outputs)."""
+    spec = dict(row.spec or {})
+    earlier: list[Any] = []
+    if index > 0:
+        earlier = list(
+            session.execute(
+                select(Step.index, Result.text, Result.data)
+                .join(Result, Result.step_id == Step.id, isouter=True)
+                .where(Step.run_id == run_id, Step.index < index)
+                .order_by(Step.index)
+            ).all()
+        )
+    slot = (row.scheduled_for or row.created_at).astimezone(ZoneInfo(str(spec.get("tz", "UTC"))))
     return StepContext(
         run_id=run_id,
-        step_id=step.id,
+        step_id=row.id,
         index=index,
-        steps=int(steps or 0),
-        service=step.service,
-        node=step.node,
+        steps=int(row.total or 0),
+        service=row.service,
+        node=row.node,
         spec=spec,
-        params=dict(run.params or {}),
+        params=dict(row.params or {}),
         slot=slot,
-        outputs=tuple(output_text(row.text, row.data) for row in rows),
-        previous_data=rows[-1].data if rows else None,
+        outputs=tuple(output_text(e.text, e.data) for e in earlier),
+        previous_data=earlier[-1].data if earlier else None,
+        job=row.job,
     )
+
+
+def load_context(session: Session, run_id: uuid.UUID, index: int) -> StepContext:
+    """The context of step `index` of run `run_id`: spec, parameters, slot, outputs.
+
+    Raises:
+        UnknownRun: the run or the step is not in the store.
+    """
+    row = session.execute(_step_query(lock=False), {"p_run_id": run_id, "p_index": index}).first()
+    if row is None:
+        raise UnknownRun(f"no step {index} of run {run_id} in the store")
+    return _context(session, run_id, index, row)
+
+
+@dataclass(frozen=True)
+class Started:
+    """What the prologue of a step task found and did (`start_step`)."""
+
+    context: StepContext
+    standing: Standing  # what admission needs, read in the same query
+    status: Status  # the step's status as read, before this attempt
+    attempt_id: uuid.UUID | None  # None: no attempt (finished, run ended, or `gate_first`)
+    started_at: datetime | None  # when the attempt started
+    gate_first: bool = False  # not started: the gate must admit the task first
+
+
+def start_step(
+    session: Session,
+    run_id: uuid.UUID,
+    index: int,
+    *,
+    task_id: str,
+    worker: str,
+    gate_first: bool = False,
+    now: datetime | None = None,
+) -> Started:
+    """Read step `index` of a run and open its attempt: a step task's prologue.
+
+    One query reads the step (its row locked), its run, the step count and what
+    admission needs; then the attempt is inserted and the step (and a queued run)
+    marked running. Nothing is written when the step or its run is finished, nor,
+    with `gate_first`, when the step's kind needs the gate's admission before its
+    attempt (`Started.gate_first`): the caller admits, then calls again.
+
+    Raises:
+        UnknownRun: the run or the step is not in the store.
+    """
+    from sparkjobs.dispatch.admission import standing_of
+
+    # Row lock on PostgreSQL (SQLite's write lock is already held): two deliveries of
+    # one task number their attempts one after the other (as `start_attempt` does).
+    query = _step_query(lock=True, dialect=session.get_bind().dialect.name)
+    row = session.execute(query, {"p_run_id": run_id, "p_index": index}).first()
+    if row is None:
+        raise UnknownRun(f"no step {index} of run {run_id} in the store")
+    standing = standing_of(row)
+    context = _context(session, run_id, index, row)
+    if row.status.terminal or row.run_status.terminal:
+        return Started(context, standing, row.status, None, None)
+    if gate_first and standing.gated():
+        return Started(context, standing, row.status, None, None, gate_first=True)
+    now = now or utc_now()
+    attempt_id = open_attempt(
+        session, row.id, run_id, task_id=task_id, worker=worker, now=now,
+        step_started_at=row.started_at, run_queued=row.run_status == Status.QUEUED,
+    )  # fmt: skip
+    return Started(context, standing, row.status, attempt_id, now)
 
 
 def succeed_step(
@@ -116,21 +224,37 @@ def succeed_step(
     text: str | None = None,
     data: dict[str, Any] | None = None,
     task_id: str | None = None,
+    started_at: datetime | None = None,
     **finish: Any,
 ) -> bool:
     """Record a step's output and finish it; the run too when this was its last step.
 
+    `started_at`: when the attempt began (`Started.started_at`), which saves a read.
+
     Returns:
         True if this call finished the step (False: a twin delivery already had).
     """
-    from sparkjobs.store.runs import record_result
+    from sparkjobs.store.runs import record_result, succeed_at_once
 
+    last = context.index == context.steps - 1
+    if (
+        attempt_id is not None
+        and started_at is not None
+        and (text is not None or data is not None)
+        and set(finish) <= {"timings", "now"}
+        and session.get_bind().dialect.name == "postgresql"
+    ):  # all of it in one statement
+        return succeed_at_once(
+            session, context.step_id, context.run_id, last=last, attempt_id=attempt_id,
+            started_at=started_at, text=text, data=data, task_id=task_id, **finish,
+        )  # fmt: skip
     if text is not None or data is not None:
         record_result(session, context.step_id, text=text, data=data, task_id=task_id)
     done = finish_step(
-        session, context.step_id, status=Status.SUCCEEDED, attempt_id=attempt_id, **finish
-    )
-    if done and context.index == context.steps - 1:
+        session, context.step_id, status=Status.SUCCEEDED, attempt_id=attempt_id,
+        started_at=started_at, **finish,
+    )  # fmt: skip
+    if done and last:
         finish_run(session, context.run_id, status=Status.SUCCEEDED)
     return done
 
@@ -148,19 +272,26 @@ def fail_step(
     finish_run(session, run_id, status=Status.FAILED, error=error)
 
 
-def next_to_publish(session: Session, run_id: uuid.UUID, index: int) -> Step | None:
+def next_to_publish(
+    session: Session, run_id: uuid.UUID, index: int, *, steps: int | None = None
+) -> Step | None:
     """The step after `index` if the run goes on and it has not started yet.
 
     A redelivered task whose step already succeeded calls this too: if the worker
     died between recording the step and publishing the next, the run moves on.
+    `steps`: the run's step count, if known: after the last step nothing is read.
     """
-    run_status = session.scalar(select(Run.status).where(Run.id == run_id))
-    if run_status is None or run_status.terminal:
+    if steps is not None and index + 1 >= steps:
         return None
-    step = session.scalars(
-        select(Step).where(Step.run_id == run_id, Step.index == index + 1)
+    found = session.execute(
+        select(Step, Run.status)
+        .join(Run, Run.id == Step.run_id)
+        .where(Step.run_id == run_id, Step.index == index + 1)
     ).first()
-    if step is None or step.status != Status.QUEUED:
+    if found is None:
+        return None
+    step, run_status = found
+    if run_status.terminal or step.status != Status.QUEUED:
         return None
     return step
 
@@ -258,6 +389,16 @@ def finish_piece(
         .returning(Step.pieces_done, Step.pieces_total)
     ).one()
     return counted.pieces_total is not None and counted.pieces_done >= counted.pieces_total
+
+
+def spoken_in_one_piece(session: Session, step_id: uuid.UUID) -> None:
+    """Count a speak step whose text was one piece, spoken by the step itself (no piece
+    rows, no join): one piece of one, as `show` reports it."""
+    session.execute(
+        update(Step)
+        .where(Step.id == step_id, Step.pieces_total.is_(None))
+        .values(pieces_total=1, pieces_done=1)
+    )
 
 
 def pieces_ready(session: Session, step_id: uuid.UUID) -> bool:

@@ -21,6 +21,8 @@ from sparkjobs.errors import Unreachable
 from sparkjobs.store.models import Base
 
 CONNECT_TIMEOUT_S = 5
+POOL_SIZE = 12  # PostgreSQL connections a process keeps open when idle
+POOL_OVERFLOW = 8  # and how many more it may open at once
 BUSY_TIMEOUT_S = 30.0
 
 
@@ -50,7 +52,17 @@ def make_engine(
             "connect_timeout": max(2, connect_timeout_s),
             "application_name": "sparkjobs",
         },
+        # After a server restart every pooled connection is dead: the pre-ping tests
+        # each one at checkout and reconnects, and a disconnect met mid-query makes
+        # SQLAlchemy invalidate the whole pool, so none is reused. (An outage itself is
+        # retried by the task: sparkjobs.execution.failures.)
         pool_pre_ping=True,
+        # Keep enough idle connections for a worker's threads: with SQLAlchemy's
+        # default of 5, a connection returned while 5 are idle is closed, and a busy
+        # worker of 8 threads opened a new one for about every tenth step. Opened on
+        # demand, so a process that needs one keeps one; at most 20 at once.
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
     )
 
 
@@ -174,6 +186,11 @@ def upsert(
     stmt = _dialect_insert(session)(cast(Table, entity.__table__)).values(**values)
     updates = {name: value for name, value in values.items() if name not in keys}
     session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates))
+
+
+def dialect_insert(session: Session) -> Any:
+    """The INSERT construct of the session's dialect, with its ON CONFLICT clauses."""
+    return _dialect_insert(session)
 
 
 def _dialect_insert(session: Session) -> Any:

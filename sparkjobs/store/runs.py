@@ -5,6 +5,12 @@ time), a step by its run and index, a result by its step. Inserts use ON CONFLIC
 NOTHING, and a finished step or run is never finished again, so a redelivered task or
 a second scheduler changes nothing. Each function works inside the caller's
 transaction: `with factory.begin() as session: ...`.
+
+A worker records every step through here, so statements are few and cheap: a new
+run's row comes back from its INSERT, an attempt's number is computed inside its
+INSERT, and the writes of a step's start and finish are built once
+(`sparkjobs.store.statements`) and run on the tables, not through the ORM: they do
+not update objects the caller's session holds, which a caller refreshes to read.
 """
 
 from __future__ import annotations
@@ -14,22 +20,22 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, insert, select
 from sqlalchemy.orm import Session
 
 from sparkjobs.errors import BadInput, UnknownRun
-from sparkjobs.store.engine import insert_ignoring_conflicts
+from sparkjobs.store import statements
+from sparkjobs.store.engine import dialect_insert, insert_ignoring_conflicts
 from sparkjobs.store.models import (
-    TERMINAL,
     Attempt,
     AttemptStatus,
-    Result,
     Run,
     RunKind,
     Status,
     Step,
     Trigger,
 )
+from sparkjobs.store.statements import params
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ def create_run(
     scheduled_for: datetime | None = None,
     status: Status = Status.QUEUED,
     rerun_of: uuid.UUID | None = None,
+    interactive: bool = False,
     now: datetime | None = None,
 ) -> tuple[Run, bool]:
     """Insert a run, or get the one that already holds its key or its scheduled slot.
@@ -73,19 +80,52 @@ def create_run(
         idempotency_key: default: the slot key for a scheduled run, else a fresh one.
         scheduled_for: the slot a schedule fired for; (job, scheduled_for) is unique.
         status: `queued`, or `skipped` for a slot an overlap policy skipped.
+        interactive: someone waits for the run (ignored when the run already exists).
 
     Returns:
         The run, and True if this call created it (False: another caller had).
     """
+    values = run_values(
+        job=job, kind=kind, trigger=trigger, params=params, idempotency_key=idempotency_key,
+        scheduled_for=scheduled_for, status=status, rerun_of=rerun_of, interactive=interactive,
+        now=now,
+    )  # fmt: skip
+    # One statement when the run is new: INSERT ... ON CONFLICT DO NOTHING RETURNING
+    # gives the row back, or nothing when another caller holds its key or slot.
+    insert_run = dialect_insert(session)(Run).values(**values).on_conflict_do_nothing()
+    found = session.scalars(insert_run.returning(Run)).first()
+    if found is not None:
+        return found, True
+    match = Run.idempotency_key == values["idempotency_key"]
+    if values["scheduled_for"] is not None:
+        match = match | ((Run.job == job) & (Run.scheduled_for == values["scheduled_for"]))
+    found = session.scalars(select(Run).where(match)).first()
+    assert found is not None, "a conflicting run was inserted and is gone"
+    return found, False
+
+
+def run_values(
+    *,
+    job: str,
+    kind: RunKind,
+    trigger: Trigger,
+    params: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    scheduled_for: datetime | None = None,
+    status: Status = Status.QUEUED,
+    rerun_of: uuid.UUID | None = None,
+    interactive: bool = False,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The row of a new run (a fresh id and key unless given), as `create_run` inserts it."""
     if scheduled_for is not None:
         scheduled_for = _aware(scheduled_for)
     key = idempotency_key or (
         slot_key(job, scheduled_for) if scheduled_for else f"run:{uuid.uuid4()}"
     )
     now = now or utc_now()
-    run_id = uuid.uuid4()
-    values = {
-        "id": run_id,
+    return {
+        "id": uuid.uuid4(),
         "job": job,
         "kind": RunKind(kind),
         "trigger": Trigger(trigger),
@@ -96,16 +136,42 @@ def create_run(
         "finished_at": now if Status(status).terminal else None,
         "params": params or {},
         "rerun_of": rerun_of,
+        "interactive": interactive,
     }
-    created = insert_ignoring_conflicts(session, Run, values)
-    match = Run.id == run_id
-    if not created:
-        match = Run.idempotency_key == key
-        if scheduled_for is not None:
-            match = match | ((Run.job == job) & (Run.scheduled_for == scheduled_for))
-    found = session.scalars(select(Run).where(match)).first()
-    assert found is not None, "a conflicting run was inserted and is gone"
-    return found, created
+
+
+def step_values(
+    run_id: uuid.UUID,
+    index: int,
+    *,
+    service: str,
+    node: str,
+    name: str | None = None,
+    spec: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The row of a new step (status queued), as `add_step` inserts it."""
+    return {
+        "id": uuid.uuid4(),
+        "run_id": run_id,
+        "index": index,
+        "name": name,
+        "service": service,
+        "node": node,
+        "status": Status.QUEUED,
+        "queued_at": now or utc_now(),
+        "spec": spec,
+        "pieces_done": 0,
+    }
+
+
+def insert_new(
+    session: Session, entity: type[Run] | type[Step], rows: list[dict[str, Any]]
+) -> None:
+    """Insert rows that cannot exist yet (fresh ids and keys, steps of runs this
+    transaction created) in one batched statement: no conflict check, no read back."""
+    if rows:
+        session.execute(insert(entity), rows)
 
 
 def add_step(
@@ -116,19 +182,11 @@ def add_step(
     service: str,
     node: str,
     name: str | None = None,
+    spec: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Step:
     """Insert step `index` of a run (status queued), or get it if it exists."""
-    values = {
-        "id": uuid.uuid4(),
-        "run_id": run_id,
-        "index": index,
-        "name": name,
-        "service": service,
-        "node": node,
-        "status": Status.QUEUED,
-        "queued_at": now or utc_now(),
-    }
+    values = step_values(run_id, index, service=service, node=node, name=name, spec=spec, now=now)
     insert_ignoring_conflicts(session, Step, values)
     step = session.scalars(select(Step).where(Step.run_id == run_id, Step.index == index)).one()
     return step
@@ -148,43 +206,57 @@ def start_attempt(
         The new attempt, or None when there is nothing to do: the step is already
         finished (a redelivery after success) or its run was cancelled.
     """
-    now = now or utc_now()
     # Row lock on PostgreSQL (SQLite's write lock is already held): two deliveries of
     # one task number their attempts one after the other. Lock order is always step,
     # then run, so writers never wait on each other in a cycle.
-    step = session.scalars(
-        select(Step)
+    row = session.execute(
+        select(Step.status, Step.run_id, Step.started_at, Run.status.label("run_status"))
+        .join(Run, Run.id == Step.run_id)
         .where(Step.id == step_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        .with_for_update(of=Step)
     ).first()
-    if step is None:
+    if row is None:
         raise UnknownRun(f"no step {step_id} in the store")
-    run_status = session.scalar(select(Run.status).where(Run.id == step.run_id))
-    if step.status.terminal or (run_status is not None and run_status.terminal):
+    if row.status.terminal or row.run_status.terminal:
         return None
-    number = session.scalar(
-        select(func.coalesce(func.max(Attempt.number), 0)).where(Attempt.step_id == step_id)
-    )
-    attempt = Attempt(
-        id=uuid.uuid4(),
-        step_id=step_id,
-        number=(number or 0) + 1,
-        task_id=task_id,
-        worker=worker,
-        status=AttemptStatus.RUNNING,
-        started_at=now,
-    )
-    session.add(attempt)
-    step.status = Status.RUNNING
-    step.started_at = step.started_at or now
-    session.execute(
-        update(Run)
-        .where(Run.id == step.run_id, Run.status == Status.QUEUED)
-        .values(status=Status.RUNNING, started_at=now)
-    )
-    session.flush()
-    return attempt
+    attempt_id = open_attempt(
+        session, step_id, row.run_id, task_id=task_id, worker=worker, now=now or utc_now(),
+        step_started_at=row.started_at, run_queued=row.run_status == Status.QUEUED,
+    )  # fmt: skip
+    return session.get_one(Attempt, attempt_id)
+
+
+def open_attempt(
+    session: Session,
+    step_id: uuid.UUID,
+    run_id: uuid.UUID,
+    *,
+    task_id: str,
+    worker: str,
+    now: datetime,
+    step_started_at: datetime | None,
+    run_queued: bool,
+) -> uuid.UUID:
+    """Insert the next attempt of a step and mark the step (and a queued run) running.
+
+    The caller holds the step's row lock and has checked that neither the step nor
+    its run is finished (`start_attempt`, `sparkjobs.execution.state.start_step`).
+    Two or three statements: the attempt's number is computed in its INSERT.
+
+    Returns:
+        The attempt's id.
+    """
+    attempt_id = uuid.uuid4()
+    values = params(id=attempt_id, step_id=step_id, task_id=task_id, worker=worker, started_at=now)
+    if session.get_bind().dialect.name == "postgresql":  # all three in one statement
+        values |= params(run_id=run_id, step_started_at=step_started_at or now)
+        session.execute(statements.start_attempt_pg(), values)
+        return attempt_id
+    session.execute(statements.insert_attempt(), values)
+    session.execute(statements.start_step(), params(id=step_id, started_at=step_started_at or now))
+    if run_queued:
+        session.execute(statements.start_run(), params(id=run_id, started_at=now))
+    return attempt_id
 
 
 def finish_attempt(
@@ -195,15 +267,9 @@ def finish_attempt(
     now: datetime | None = None,
 ) -> None:
     """Close an attempt: succeeded without `error`, failed with it. Repeats are no-ops."""
-    session.execute(
-        update(Attempt)
-        .where(Attempt.id == attempt_id, Attempt.finished_at.is_(None))
-        .values(
-            finished_at=now or utc_now(),
-            status=AttemptStatus.FAILED if error else AttemptStatus.SUCCEEDED,
-            error=error,
-        )
-    )
+    status = AttemptStatus.FAILED if error else AttemptStatus.SUCCEEDED
+    values = params(id=attempt_id, finished_at=now or utc_now(), status=status, error=error)
+    session.execute(statements.finish_attempt(), values)
 
 
 def record_result(
@@ -223,14 +289,11 @@ def record_result(
     """
     if text is None and data is None:
         raise BadInput(f"record_result for step {step_id} got neither text nor data")
-    values = {
-        "step_id": step_id,
-        "text": text,
-        "data": data,
-        "task_id": task_id,
-        "created_at": now or utc_now(),
-    }
-    return insert_ignoring_conflicts(session, Result, values)
+    values = params(
+        step_id=step_id, text=text, data=data, task_id=task_id, created_at=now or utc_now()
+    )
+    insert = statements.insert_result(session.get_bind().dialect.name)
+    return cast(CursorResult[Any], session.execute(insert, values)).rowcount == 1
 
 
 def finish_step(
@@ -241,6 +304,7 @@ def finish_step(
     timings: StepTimings | None = None,
     error: str | None = None,
     attempt_id: uuid.UUID | None = None,
+    started_at: datetime | None = None,
     now: datetime | None = None,
 ) -> bool:
     """Mark a step finished with its timings; the first finish wins.
@@ -249,6 +313,7 @@ def finish_step(
         status: a terminal status (succeeded, failed, cancelled, skipped).
         attempt_id: the attempt that ends here; it is closed too, and its duration
             becomes the step's `latency_ms`.
+        started_at: when that attempt started, if the caller knows (saves a read).
 
     Returns:
         True if this call finished the step, False if it was already finished.
@@ -257,23 +322,49 @@ def finish_step(
     if not status.terminal:
         raise BadInput(f"finish_step needs a final status, not {status.value!r}")
     now = now or utc_now()
-    started = None
+    started = started_at
     if attempt_id is not None:
         finish_attempt(session, attempt_id, error=error, now=now)
-        started = session.scalar(select(Attempt.started_at).where(Attempt.id == attempt_id))
+        if started is None:
+            started = session.scalar(select(Attempt.started_at).where(Attempt.id == attempt_id))
     started = started or session.scalar(select(Step.started_at).where(Step.id == step_id))
     latency_ms = (now - started).total_seconds() * 1000 if started else None
-    values = {
-        "status": status,
-        "finished_at": now,
-        "error": error,
-        "latency_ms": latency_ms,
+    values = params(
+        id=step_id, status=status, finished_at=now, error=error, latency_ms=latency_ms,
         **asdict(timings or StepTimings()),
-    }
-    result = session.execute(
-        update(Step).where(Step.id == step_id, Step.status.not_in(TERMINAL)).values(**values)
-    )
+    )  # fmt: skip
+    result = session.execute(statements.finish_step(), values)
     return cast(CursorResult[Any], result).rowcount == 1
+
+
+def succeed_at_once(
+    session: Session,
+    step_id: uuid.UUID,
+    run_id: uuid.UUID,
+    *,
+    last: bool,
+    attempt_id: uuid.UUID,
+    started_at: datetime,
+    text: str | None,
+    data: dict[str, Any] | None,
+    task_id: str | None,
+    timings: StepTimings | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """On PostgreSQL, in one statement: `record_result`, then `finish_step` (succeeded,
+    closing the attempt) and, if `last` and the step is finished here, `finish_run`.
+
+    Returns:
+        True if this call finished the step (False: a twin delivery already had).
+    """
+    now = now or utc_now()
+    latency_ms = (now - started_at).total_seconds() * 1000
+    values = params(
+        step_id=step_id, text=text, data=data, task_id=task_id, finished_at=now,
+        attempt_id=attempt_id, run_id=run_id, last=last, latency_ms=latency_ms,
+        **asdict(timings or StepTimings()),
+    )  # fmt: skip
+    return bool(session.scalar(statements.succeed_step_pg(), values))
 
 
 def finish_run(
@@ -292,11 +383,8 @@ def finish_run(
     status = Status(status)
     if not status.terminal:
         raise BadInput(f"finish_run needs a final status, not {status.value!r}")
-    result = session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.status.not_in(TERMINAL))
-        .values(status=status, finished_at=now or utc_now(), error=error)
-    )
+    values = params(id=run_id, status=status, finished_at=now or utc_now(), error=error)
+    result = session.execute(statements.finish_run(), values)
     return cast(CursorResult[Any], result).rowcount == 1
 
 

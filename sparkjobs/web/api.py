@@ -9,10 +9,11 @@ API refuses the same things with the same messages (400). Runs are shaped by
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -27,10 +28,13 @@ if TYPE_CHECKING:
     from sparkjobs.web.app import WebState
 
 MAX_LIST = 1000
+# A long text to speak is a few hundred KiB; anything far beyond is refused unread.
+MAX_BODY_BYTES = 2 << 20
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and Infinity are not JSON: a model server or PostgreSQL would refuse them later.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SpeakRequest(_Payload):
@@ -58,6 +62,15 @@ class ChatRequest(_Payload):
 class JobRunRequest(_Payload):
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("params")
+    @classmethod
+    def _plain_json(cls, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            json.dumps(params, allow_nan=False)
+        except ValueError as exc:
+            raise ValueError("parameters must be JSON values: NaN and Infinity are not") from exc
+        return params
+
 
 Handler = Callable[["Request"], Awaitable[JSONResponse]]
 
@@ -73,16 +86,9 @@ def endpoint(work: Callable[[WebState, Request, Any], Any], payload: type[_Paylo
     async def handle(request: Request) -> JSONResponse:
         body: Any = None
         if payload is not None:
-            try:
-                raw = await request.body()
-                body = payload.model_validate_json(raw or b"{}")
-            except ValidationError as exc:
-                problems = [
-                    {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
-                    for e in exc.errors(include_url=False, include_input=False)
-                ]
-                summary = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems)
-                return _error(422, f"invalid request: {summary}", problems=problems)
+            body = await _parse(request, payload)
+            if isinstance(body, JSONResponse):
+                return body
         try:
             result = await run_in_threadpool(work, request.app.state.web, request, body)
         except (UnknownRun, _NotFound) as exc:
@@ -97,6 +103,40 @@ def endpoint(work: Callable[[WebState, Request, Any], Any], payload: type[_Paylo
         return JSONResponse(result, status_code=status)
 
     return handle
+
+
+async def _parse(request: Request, payload: type[_Payload]) -> _Payload | JSONResponse:
+    """The body as `payload`, or the error answer: 413 too large, 422 not valid."""
+    raw = await _read_body(request)
+    if raw is None:
+        return _error(
+            413, f"the request body is larger than {MAX_BODY_BYTES >> 20} MiB; "
+            "send a shorter text (a book: one request per chapter)",
+        )  # fmt: skip
+    try:
+        return payload.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        summary = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems)
+        return _error(422, f"invalid request: {summary}", problems=problems)
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The body, or None once it grows past MAX_BODY_BYTES (nothing more is read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class _NotFound(SparkjobsError):

@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from sparkjobs.config import is_loopback
-from sparkjobs.web.auth import AuthMiddleware, Credentials
+from sparkjobs.web.auth import MAX_HEADER_BYTES, AuthMiddleware, Credentials
 from sparkjobs.web.views import Links
 
 if TYPE_CHECKING:
@@ -168,4 +168,7 @@ def serve(config: Config) -> None:
     uvicorn.run(
         app, host=str(config.web.address), port=config.web.port, log_level="info",
         proxy_headers=False, server_header=False,
+        # h11 bounds what it buffers of an unfinished request (httptools takes any
+        # size); the auth middleware refuses complete ones with too many header bytes.
+        http="h11", h11_max_incomplete_event_size=2 * MAX_HEADER_BYTES,
     )  # fmt: skip

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from sparkjobs.config.model import WebConfig
 
 OPEN_PATHS = ("/healthz", "/static/")
+# Far more than a browser sends (cookies included); past it a request is refused unread.
+MAX_HEADER_BYTES = 32 * 1024
 REALM = 'Basic realm="sparkjobs", charset="UTF-8"'
 
 
@@ -78,6 +80,9 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+            await _refuse(send, 431, "request headers too large", path.startswith("/api/"))
+            return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         is_api = path.startswith("/api/")
         open_path = path.startswith(OPEN_PATHS)

@@ -8,13 +8,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.artifacts.register import node_root
 from sparkjobs.execution.state import piece_rows
 from sparkjobs.jobs import chat, custom, job, speak
 from sparkjobs.store.artifacts import artifact_path
-from sparkjobs.store.models import ArtifactRole, AttemptStatus, PieceStatus, Run, Status, Step
+from sparkjobs.store.models import (
+    Artifact,
+    ArtifactRole,
+    AttemptStatus,
+    PieceStatus,
+    Run,
+    Status,
+    Step,
+)
 from sparkjobs.submission import submit_job, wait_for_run
 from tests.fixtures_cluster import Cluster
 from tests.fixtures_sim import RunningSims
@@ -107,6 +116,39 @@ def test_a_chat_then_speak_pipeline_runs_across_both_nodes_and_is_recorded(
     assert second.result.data["artifact"] == path.name
 
 
+def test_a_short_speech_is_spoken_by_its_step_task_and_stored_once(
+    workers: Cluster, cluster_sims: RunningSims
+) -> None:
+    hello = job("hello", steps=[speak("Hello there, good morning.", voice="leah")])
+    run = finished(workers, submit_job(workers.config, hello, trigger="submit").run_id)
+    assert run.status == Status.SUCCEEDED, run.error
+    [step] = run.steps
+    assert step.status == Status.SUCCEEDED
+    # One attempt, the step task's own: a piece task's attempts name their piece, and
+    # a join would be a second attempt.
+    [attempt] = step.attempts
+    assert (attempt.piece, attempt.status) == (None, AttemptStatus.SUCCEEDED)
+    assert (step.pieces_total, step.pieces_done) == (1, 1)
+    with store_sessions(workers.config) as sessions, sessions() as session:
+        assert piece_rows(session, step.id) == []
+        artifacts = list(session.scalars(select(Artifact)))
+    # The audio is registered once: one artifact in the store, linked as the output.
+    [(name, path)] = audio_of(step)
+    assert name == "audio"
+    assert [link.role for link in step.artifacts] == [ArtifactRole.OUTPUT]
+    assert [artifact.sha256 for artifact in artifacts] == [path.name]
+    assert artifacts[0].manifest_sha256 is not None
+    assert artifacts[0].duration_s == pytest.approx(step.audio_s)
+    assert len(pcm(path)) / 24000 == pytest.approx(step.audio_s)
+    assert step.result is not None
+    assert step.result.data == {
+        "artifact": path.name, "duration_s": pytest.approx(step.audio_s), "pieces": 1,
+    }  # fmt: skip
+    assert step.ttft_ms is not None
+    assert step.latency_ms is not None
+    assert cluster_sims.stats("orpheus")["requests"] == 1
+
+
 def test_long_text_is_spoken_in_pieces_and_joined_without_a_seam(
     workers: Cluster, cluster_sims: RunningSims
 ) -> None:
@@ -117,6 +159,11 @@ def test_long_text_is_spoken_in_pieces_and_joined_without_a_seam(
     pieces = piece_files(workers, step)
     assert step.pieces_total is not None
     assert len(pieces) == step.pieces_total >= 3
+    # The step task split the text, a task per piece spoke it, a join task joined it.
+    whole = [a for a in step.attempts if a.piece is None]
+    assert len(whole) == 2
+    assert all(a.status == AttemptStatus.SUCCEEDED for a in step.attempts)
+    assert sorted(a.piece for a in step.attempts if a.piece is not None) == list(range(len(pieces)))
     # Pieces are linked to the step (role "piece"); identical audio is one artifact.
     linked = {path.name for _, path in audio_of(step, ArtifactRole.PIECE)}
     assert linked == {path.name for path in pieces}

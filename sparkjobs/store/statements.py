@@ -1,0 +1,233 @@
+"""The statements a worker runs for every step, built once and reused with parameters.
+
+Starting and finishing a step are a handful of INSERTs and UPDATEs that run for every
+message a worker takes. Built per call, each costs more Python (constructing the
+expression, computing its cache key, the ORM's bookkeeping) than its round trip to
+the database; built once on the tables, with typed parameters, a call only binds
+values. Each statement's parameters are named `p_<column>`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import Boolean, Table, bindparam, exists, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from sparkjobs.store.models import TERMINAL, Attempt, AttemptStatus, Result, Run, Status, Step
+
+
+def _table(entity: type[Any]) -> Table:
+    table: Table = entity.__table__
+    return table
+
+
+def _param(table: Table, column: str) -> Any:
+    """A parameter typed as `column`, so its value goes through the column's type
+    (aware times stored as UTC on SQLite, enums as their values)."""
+    return bindparam(f"p_{column}", type_=table.c[column].type)
+
+
+@functools.cache
+def insert_attempt() -> Any:
+    """INSERT the next attempt of a step, its number computed from the step's others.
+
+    Parameters: id, step_id, task_id, worker, started_at. Run it with the step's
+    row locked, so two deliveries number their attempts one after the other.
+    """
+    attempts = _table(Attempt)
+    number = (
+        select(func.coalesce(func.max(attempts.c.number), 0) + literal(1))
+        .where(attempts.c.step_id == _param(attempts, "step_id"))
+        .scalar_subquery()
+    )
+    return attempts.insert().values(
+        id=_param(attempts, "id"),
+        step_id=_param(attempts, "step_id"),
+        number=number,
+        task_id=_param(attempts, "task_id"),
+        worker=_param(attempts, "worker"),
+        status=AttemptStatus.RUNNING,
+        started_at=_param(attempts, "started_at"),
+    )
+
+
+@functools.cache
+def start_step() -> Any:
+    """UPDATE a step to running. Parameters: id, started_at."""
+    steps = _table(Step)
+    return (
+        update(steps)
+        .where(steps.c.id == _param(steps, "id"))
+        .values(status=Status.RUNNING, started_at=_param(steps, "started_at"))
+    )
+
+
+@functools.cache
+def start_run() -> Any:
+    """UPDATE a queued run to running. Parameters: id, started_at."""
+    runs = _table(Run)
+    return (
+        update(runs)
+        .where(runs.c.id == _param(runs, "id"), runs.c.status == Status.QUEUED)
+        .values(status=Status.RUNNING, started_at=_param(runs, "started_at"))
+    )
+
+
+@functools.cache
+def finish_attempt() -> Any:
+    """UPDATE an open attempt to closed. Parameters: id, finished_at, status, error."""
+    attempts = _table(Attempt)
+    return (
+        update(attempts)
+        .where(attempts.c.id == _param(attempts, "id"), attempts.c.finished_at.is_(None))
+        .values(
+            finished_at=_param(attempts, "finished_at"),
+            status=_param(attempts, "status"),
+            error=_param(attempts, "error"),
+        )
+    )
+
+
+STEP_OUTCOME = (
+    "status", "finished_at", "error", "latency_ms",
+    "ttft_ms", "tokens_in", "tokens_out", "tokens_per_s", "audio_s", "rtf",
+)  # fmt: skip
+
+
+@functools.cache
+def finish_step() -> Any:
+    """UPDATE an unfinished step with its outcome. Parameters: id and `STEP_OUTCOME`."""
+    steps = _table(Step)
+    return (
+        update(steps)
+        .where(steps.c.id == _param(steps, "id"), steps.c.status.not_in(TERMINAL))
+        .values({name: _param(steps, name) for name in STEP_OUTCOME})
+    )
+
+
+@functools.cache
+def finish_run() -> Any:
+    """UPDATE an unfinished run to its end. Parameters: id, status, finished_at, error."""
+    runs = _table(Run)
+    return (
+        update(runs)
+        .where(runs.c.id == _param(runs, "id"), runs.c.status.not_in(TERMINAL))
+        .values(
+            status=_param(runs, "status"),
+            finished_at=_param(runs, "finished_at"),
+            error=_param(runs, "error"),
+        )
+    )
+
+
+@functools.cache
+def insert_result(dialect: str) -> Any:
+    """INSERT a step's result unless it has one. Parameters: step_id, text, data,
+    task_id, created_at."""
+    results = _table(Result)
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    names = ("step_id", "text", "data", "task_id", "created_at")
+    return (
+        insert(results)
+        .values({name: _param(results, name) for name in names})
+        .on_conflict_do_nothing()
+        # SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg would say -1).
+        .execution_options(preserve_rowcount=True)
+    )
+
+
+def params(**values: Any) -> dict[str, Any]:
+    """The parameters of one of these statements: `p_` before each column name."""
+    return {f"p_{name}": value for name, value in values.items()}
+
+
+# --- PostgreSQL: one statement for what takes several elsewhere -----------------
+# PostgreSQL runs INSERTs and UPDATEs inside WITH, each exactly once, on one snapshot;
+# so the writes of a step's start, and those of its success, each go in one round
+# trip. SQLite runs the same writes one statement at a time.
+
+
+def _named(name: str, table: Table, column: str) -> Any:
+    """A parameter `p_<name>` typed as `column` of `table`."""
+    return bindparam(f"p_{name}", type_=table.c[column].type)
+
+
+@functools.cache
+def start_attempt_pg() -> Any:
+    """INSERT the next attempt, and mark the step and a queued run running.
+
+    Parameters: id, step_id, task_id, worker, started_at (the attempt's and the
+    run's), run_id, step_started_at.
+    """
+    steps, runs = _table(Step), _table(Run)
+    attempt = insert_attempt().returning(_table(Attempt).c.id).cte("attempt")
+    step = (
+        update(steps)
+        .where(steps.c.id == _named("step_id", steps, "id"))
+        .values(status=Status.RUNNING, started_at=_named("step_started_at", steps, "started_at"))
+        .returning(steps.c.id)
+        .cte("step")
+    )
+    run = (
+        update(runs)
+        .where(runs.c.id == _named("run_id", runs, "id"), runs.c.status == Status.QUEUED)
+        .values(status=Status.RUNNING, started_at=_param(runs, "started_at"))
+        .returning(runs.c.id)
+        .cte("run")
+    )
+    count = select(func.count()).select_from(attempt).scalar_subquery()
+    return select(count.label("attempts")).add_cte(step, run)
+
+
+@functools.cache
+def succeed_step_pg() -> Any:
+    """Store a step's result (unless it has one), close its attempt, finish the step
+    (unless finished) and, if `p_last` and this finished the step, the run.
+
+    Parameters: step_id, text, data, task_id, finished_at, attempt_id, run_id, last,
+    and `STEP_OUTCOME`'s latency and timings. Returns one row: `done`, 1 if this
+    call finished the step, else 0.
+    """
+    steps, runs, attempts, results = _table(Step), _table(Run), _table(Attempt), _table(Result)
+    now = _param(steps, "finished_at")
+    stored = {name: _param(results, name) for name in ("step_id", "text", "data", "task_id")}
+    result = (
+        pg_insert(results)
+        .values(created_at=now, **stored)
+        .on_conflict_do_nothing()
+        .returning(results.c.step_id)
+        .cte("result")
+    )
+    attempt = (
+        update(attempts)
+        .where(attempts.c.id == _named("attempt_id", attempts, "id"),
+               attempts.c.finished_at.is_(None))
+        .values(finished_at=now, status=AttemptStatus.SUCCEEDED, error=None)
+        .returning(attempts.c.id)
+        .cte("attempt")
+    )  # fmt: skip
+    outcome = {name: _param(steps, name) for name in STEP_OUTCOME[3:]}
+    step = (
+        update(steps)
+        .where(steps.c.id == _named("step_id", steps, "id"), steps.c.status.not_in(TERMINAL))
+        .values(status=Status.SUCCEEDED, finished_at=now, error=None, **outcome)
+        .returning(steps.c.id)
+        .cte("step")
+    )
+    run = (
+        update(runs)
+        .where(
+            runs.c.id == _named("run_id", runs, "id"),
+            runs.c.status.not_in(TERMINAL),
+            bindparam("p_last", type_=Boolean()),
+            exists(select(step.c.id)),
+        )
+        .values(status=Status.SUCCEEDED, finished_at=now, error=None)
+        .returning(runs.c.id)
+        .cte("run")
+    )
+    done = select(func.count()).select_from(step).scalar_subquery().label("done")
+    return select(done).add_cte(result, attempt, run)
