@@ -41,7 +41,7 @@ from sparkjobs.execution.state import (
 )
 from sparkjobs.execution.templates import render
 from sparkjobs.store.artifacts import link_artifact
-from sparkjobs.store.models import ArtifactRole, Status
+from sparkjobs.store.models import ArtifactRole, Status, Step
 from sparkjobs.store.runs import finish_attempt
 
 
@@ -59,16 +59,7 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
         if started.status == Status.SUCCEEDED:
             with sessions.begin() as session:
                 follow = next_to_publish(session, run, index, steps=context.steps)
-            if follow is not None:
-                publish_step(
-                    app,
-                    run,
-                    follow.index,
-                    follow.service,
-                    kind=follow.name,
-                    job=context.job,
-                    steps=context.steps,
-                )
+            _move_on(app, context, follow)
         return
     what = f"step {index} ({context.kind} on {service})"
 
@@ -114,16 +105,14 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
         return
     if ended:  # after the commit: whoever waits reads SQL now
         announce_finished(config, app.redis, run, Status.SUCCEEDED)
+    _move_on(app, context, follow)
+
+
+def _move_on(app: SparkjobsApp, context: StepContext, follow: Step | None) -> None:
+    """Queue the run's next step, if there is one to queue (labelled from the context)."""
     if follow is not None:
-        publish_step(
-            app,
-            run,
-            follow.index,
-            follow.service,
-            kind=follow.name,
-            job=context.job,
-            steps=context.steps,
-        )
+        publish_step(app, context.run_id, follow.index, follow.service, kind=follow.name,
+                     job=context.job, steps=context.steps)  # fmt: skip
 
 
 def _start(task: Task[Any, Any], run: uuid.UUID, index: int, service: str) -> Started:

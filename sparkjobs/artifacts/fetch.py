@@ -4,10 +4,11 @@ Each stream is a thread with its own keep-alive connection. It takes a chunk of 
 manifest, asks for exactly that byte range, and runs `recv_into` a reused buffer ->
 chunk digest -> `os.pwrite` into a preallocated partial file, so memory stays flat
 and nothing is read twice. With a layer3+4 bond, flows with different ports hash to
-different links, so several streams use both. A chunk whose digest is wrong is fetched
-again from another location; verified chunks are listed in a sidecar file, so an
-interrupted fetch resumes where it stopped. The file is renamed into place only once
-every chunk verifies.
+different links, so several streams use both; `spread` picks each stream's source port
+so that the streams split evenly over the bond's members. A chunk whose digest is
+wrong is fetched again from another location; verified chunks are listed in a sidecar
+file, so an interrupted fetch resumes where it stopped. The file is renamed into place
+only once every chunk verifies.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import http.client
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,17 +26,23 @@ from pathlib import Path
 from sparkjobs.artifacts.commit import commit, disk_full, drop_cache, is_disk_full, preallocate
 from sparkjobs.artifacts.locate import Endpoint
 from sparkjobs.artifacts.manifest import Manifest, new_hasher
+from sparkjobs.artifacts.spread import NO_PLAN, PortPlan, plan_ports, spread_connection
 from sparkjobs.errors import ArtifactUnavailable, CorruptArtifact, DiskFull
 
-# Four flows per link of a two-link bond: one flow never fills a link on these CPUs,
-# and with kernel-chosen ports 8 flows leave a link empty only 2 times in 256.
+# Four flows per link of a two-link bond: one flow never fills a link on these CPUs.
+# Source ports are chosen so the 8 split 4/4 on a layer3+4 bond (see `spread`).
 DEFAULT_STREAMS = 8
 MAX_STREAMS = 64
 BUFFER_BYTES = 1 << 20
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
 SOURCE_FAILURES_ALLOWED = 3
-CHECKPOINT_EVERY_S = 1.0
+PROGRESS_EVERY_S = 1.0
+# A checkpoint fdatasyncs the partial file, which holds up the streams' writes while
+# it runs (1 GiB over the test bed: 0.4-0.66 GB/s with one a second, mostly 1.1-1.5
+# GB/s without). An interrupted fetch checkpoints anyway; this bounds what a hard
+# crash (power, SIGKILL) costs: at most this many seconds of transfer.
+CHECKPOINT_EVERY_S = 10.0
 
 Progress = Callable[[int], None]
 
@@ -50,11 +58,14 @@ class Fetched:
     resumed_chunks: int
     streams: int
     sources: tuple[str, ...]
+    # The source ports of the connections made, to check how the flows spread.
+    local_ports: tuple[int, ...] = ()
 
 
 @dataclass
 class _SourceState:
     endpoint: Endpoint
+    ports: PortPlan = NO_PLAN
     failures: int = 0
     banned: str | None = None
     corrupt: bool = False
@@ -71,10 +82,12 @@ class _Plan:
     verified: set[int]
     cond: threading.Condition = field(default_factory=threading.Condition)
     in_flight: int = 0
+    running: int = 0
     bytes_done: int = 0
     bytes_received: int = 0
     fatal: BaseException | None = None
     used: set[str] = field(default_factory=set)
+    local_ports: set[int] = field(default_factory=set)
 
     def take(self) -> int | None:
         with self.cond:
@@ -110,10 +123,16 @@ class _Plan:
     def live_sources(self) -> list[_SourceState]:
         return [source for source in self.sources if source.banned is None]
 
-    def pick(self, stream: int) -> _SourceState | None:
+    def pick(self, stream: int) -> tuple[_SourceState, int] | None:
+        """The source stream `stream` pulls from, and its slot among that source's streams."""
         with self.cond:
             live = self.live_sources()
-            return live[stream % len(live)] if live else None
+            return (live[stream % len(live)], stream // len(live)) if live else None
+
+    def stopped(self) -> None:
+        with self.cond:
+            self.running -= 1
+            self.cond.notify_all()
 
     def fail(
         self, source: _SourceState, reason: str, *, fatal: bool, corrupt: bool = False
@@ -215,19 +234,24 @@ def fetch_to(
             _remove(partial, sidecar)
             raise
         resumed = len(verified)
+        pending = sorted(set(range(manifest.chunk_count)) - verified, reverse=True)
+        count = min(streams, max(1, len(pending)))
         plan = _Plan(
             manifest=manifest,
             dest=dest,
-            sources=[_SourceState(source) for source in sources],
-            pending=sorted(set(range(manifest.chunk_count)) - verified, reverse=True),
+            sources=[
+                _SourceState(source, _ports(source, count, len(sources))) for source in sources
+            ],
+            pending=pending,
             verified=verified,
             bytes_done=sum(manifest.chunk_span(i)[1] for i in verified),
+            running=count,
         )
         threads = [
             threading.Thread(
                 target=_stream, args=(plan, n, fd, token), name=f"fetch-{n}", daemon=True
             )
-            for n in range(min(streams, max(1, len(plan.pending))))
+            for n in range(count)
         ]
         for thread in threads:
             thread.start()
@@ -267,7 +291,15 @@ def fetch_to(
         resumed_chunks=resumed,
         streams=len(threads),
         sources=tuple(sorted(plan.used)),
+        local_ports=tuple(sorted(plan.local_ports)),
     )
+
+
+def _ports(source: Endpoint, streams: int, sources: int) -> PortPlan:
+    # Stream n pulls from source n % sources, as slot n // sources of that source;
+    # if a source drops out the others take over its streams, with the kernel's ports
+    # for the slots beyond those planned here.
+    return plan_ports(source.host, source.port, -(-streams // sources))
 
 
 def _watch(
@@ -278,21 +310,27 @@ def _watch(
     progress: Progress | None,
 ) -> None:
     # The calling thread reports progress and checkpoints the sidecar; the streams
-    # only fetch. A checkpoint lists a chunk only after its bytes are on disk.
+    # only fetch. A checkpoint lists a chunk only after its bytes are on disk. Each
+    # stream says when it stops (`running`): waiting for the threads to look dead
+    # could sleep a whole progress period after the last chunk.
     checkpointed = len(plan.verified)
-    while any(thread.is_alive() for thread in threads):
+    last_checkpoint = time.monotonic()
+    while True:
         with plan.cond:
-            plan.cond.wait(timeout=CHECKPOINT_EVERY_S)
-            done, count = plan.bytes_done, len(plan.verified)
+            if plan.running:
+                plan.cond.wait(timeout=PROGRESS_EVERY_S)
+            running, done, count = plan.running, plan.bytes_done, len(plan.verified)
         if progress is not None:
             progress(done)
-        if count != checkpointed and not plan.complete:
+        if not running:
+            break
+        now = time.monotonic()
+        due = now - last_checkpoint >= CHECKPOINT_EVERY_S
+        if due and count != checkpointed and not plan.complete:
             _checkpoint(fd, sidecar, plan)
-            checkpointed = count
+            checkpointed, last_checkpoint = count, now
     for thread in threads:
         thread.join()
-    if progress is not None:
-        progress(plan.bytes_done)
 
 
 def _stream(plan: _Plan, number: int, fd: int, token: str | None) -> None:
@@ -301,14 +339,15 @@ def _stream(plan: _Plan, number: int, fd: int, token: str | None) -> None:
     current: _SourceState | None = None
     try:
         while (index := plan.take()) is not None:
-            source = plan.pick(number)
-            if source is None:
+            picked = plan.pick(number)
+            if picked is None:
                 plan.retry(index)
                 break
+            source, slot = picked
             if source is not current or connection is None:
                 if connection is not None:
                     connection.close()
-                connection, current = _connect(source.endpoint), source
+                connection, current = _open(source, slot), source
             try:
                 _fetch_chunk(connection, source.endpoint, plan, index, fd, buffer, token)
             except _SourceError as exc:
@@ -341,10 +380,18 @@ def _stream(plan: _Plan, number: int, fd: int, token: str | None) -> None:
     finally:
         if connection is not None:
             connection.close()
+        plan.stopped()
 
 
 def _connect(endpoint: Endpoint) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=CONNECT_TIMEOUT_S)
+
+
+def _open(source: _SourceState, slot: int) -> http.client.HTTPConnection:
+    endpoint = source.endpoint
+    return spread_connection(
+        endpoint.host, endpoint.port, CONNECT_TIMEOUT_S, source.ports.candidates(slot)
+    )
 
 
 def _fetch_chunk(
@@ -364,6 +411,9 @@ def _fetch_chunk(
     connection.request("GET", f"/v1/blobs/{manifest.sha256}", headers=headers)
     if connection.sock is not None:
         connection.sock.settimeout(READ_TIMEOUT_S)
+        local_port = int(connection.sock.getsockname()[1])
+        with plan.cond:
+            plan.local_ports.add(local_port)
     response = connection.getresponse()
     if response.status != 206 or response.length != length:
         body = response.read(4096)

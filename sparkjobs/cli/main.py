@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import click
 import typer
@@ -69,13 +69,24 @@ def run() -> None:
     except SparkjobsError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
         err_console.print("interrupted")
         sys.exit(130)
+    except (click.ClickException, typer.TyperException) as exc:
+        # Usage errors: an unknown option, a value out of range, a missing argument.
+        # Typer raises those of the click it carries, which are not click's own.
+        _usage_error(exc)
     # Without standalone mode, click returns the code of a `typer.Exit` instead.
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: Exception) -> NoReturn:
+    """Print a usage error as click would (usage line, hint, message) and exit 2."""
+    show = getattr(exc, "show", None)
+    if callable(show):
+        show()
+    else:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+    sys.exit(int(getattr(exc, "exit_code", 2)))

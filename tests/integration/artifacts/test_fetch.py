@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import socket
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from sparkjobs.artifacts import fetch
 from sparkjobs.artifacts.ensure import ensure_local, get_artifact
 from sparkjobs.artifacts.fetch import fetch_manifest, fetch_to, partial_paths
 from sparkjobs.artifacts.locate import Endpoint, endpoint, find
 from sparkjobs.artifacts.manifest import manifest_path
 from sparkjobs.artifacts.register import node_root
+from sparkjobs.artifacts.spread import bond_member
 from sparkjobs.errors import ArtifactUnavailable, CorruptArtifact
 from tests.integration.artifacts.conftest import TOKEN, Nodes
 
@@ -36,6 +41,56 @@ def test_a_parallel_fetch_verifies_every_chunk_and_matches_the_sha256(
     assert fetched.bytes_received == len(content)
     assert fetched.sources == ("spark1",)
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_the_streams_connect_from_ports_that_split_evenly_over_a_two_member_bond(
+    nodes: Nodes, payload: Callable[[int], bytes], tmp_path: Path
+) -> None:
+    sha256 = nodes.register("spark1", payload(24 * MiB)).sha256
+    server = endpoint(nodes.config, "spark1")
+
+    fetched = get_artifact(nodes.config, sha256, tmp_path / "o", streams=8, sessions=nodes.sessions)
+
+    # A stream that starts after the last chunk was taken never connects, so count
+    # at most 4 per member rather than exactly 4 (random ports: 8/0 to 5/3 in 73 %).
+    assert 2 <= len(fetched.local_ports) <= 8
+    members = Counter(
+        bond_member("127.0.0.1", server.host, port, server.port) for port in fetched.local_ports
+    )
+    assert set(members) == {0, 1}
+    assert max(members.values()) <= 4, members
+
+
+def test_a_fetch_returns_once_its_streams_stop_not_at_the_next_checkpoint(
+    nodes: Nodes, payload: Callable[[int], bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With an hour between progress reports, a fetch that waited for the next one
+    # after its last chunk would hang here; the bound below only stops such a hang.
+    # Closing a connection is made slow, so streams are still winding down when the
+    # last chunk is in (as on a loaded machine).
+    monkeypatch.setattr(fetch, "PROGRESS_EVERY_S", 3600.0)
+    close = http.client.HTTPConnection.close
+
+    def slow_close(self: http.client.HTTPConnection) -> None:
+        time.sleep(0.2)
+        close(self)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "close", slow_close)
+    sha256 = nodes.register("spark1", payload(2 * MiB + 1)).sha256
+    done: list[Path] = []
+    worker = threading.Thread(
+        target=lambda: done.append(
+            get_artifact(
+                nodes.config, sha256, tmp_path / "o", streams=4, sessions=nodes.sessions
+            ).path
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=60)
+
+    assert done == [tmp_path / "o"]
+    assert hashlib.sha256((tmp_path / "o").read_bytes()).hexdigest() == sha256
 
 
 def test_an_empty_artifact_and_a_one_chunk_artifact_arrive_whole(

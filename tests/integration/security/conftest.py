@@ -26,6 +26,7 @@ from sqlalchemy import make_url
 from sparkjobs.up.redis_server import find_redis_server, redis_server_argv
 from tests.fixtures_cluster import Cluster, clean_env, cluster_toml
 from tests.fixtures_services import free_port, free_ports
+from tests.support.tables import merge
 
 REDIS_PASSWORD = "redis-pw-7Qm2xV9c"
 DB_PASSWORD = "db-pw-4Hs8kL1z"
@@ -87,15 +88,6 @@ def with_password(database_url: str) -> str:
     if url.drivername.startswith("sqlite"):
         return database_url
     return url.set(password=DB_PASSWORD).render_as_string(hide_password=False)
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
-    return base
 
 
 JOB_FILE = """

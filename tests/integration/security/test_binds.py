@@ -11,7 +11,7 @@ import pytest
 import tomli_w
 
 from tests.fixtures_cluster import Cluster
-from tests.integration.security.conftest import merge
+from tests.support.tables import merge
 
 pytestmark = pytest.mark.redis
 

@@ -22,7 +22,8 @@ from sparkjobs.store.artifacts import PARTIAL, artifact_path
 from sparkjobs.store.engine import make_engine, session_factory
 from sparkjobs.web.api import MAX_BODY_BYTES
 from tests.fixtures_cluster import Cluster
-from tests.integration.security.conftest import ARTIFACT_TOKEN, WEB_TOKEN, merge, wait_for
+from tests.integration.security.conftest import ARTIFACT_TOKEN, WEB_TOKEN, wait_for
+from tests.support.tables import merge
 
 pytestmark = pytest.mark.redis
 

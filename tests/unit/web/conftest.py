@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import tomli_w
@@ -27,6 +26,7 @@ from sparkjobs.store.runs import add_step, create_run, finish_run, finish_step, 
 from sparkjobs.store.schema import upgrade
 from sparkjobs.web.app import create_app
 from tests.fixtures_cluster import cluster_toml
+from tests.support.tables import merge
 
 T0 = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
 JOB_FILE = """
@@ -60,16 +60,6 @@ def write_config(tmp_path: Path, extra: str = "") -> Path:
     )  # fmt: skip
     path.write_text(tomli_w.dumps(merge(tomllib.loads(text), tomllib.loads(extra))))
     return path
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `extra`'s keys laid over it, tables merged key by key."""
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
-    return base
 
 
 @dataclass
