@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sparkjobs import runinfo
+from sparkjobs.runinfo import iso
 from sparkjobs.store.models import ArtifactRole, AttemptStatus, Status
 
 if TYPE_CHECKING:
@@ -18,10 +20,6 @@ if TYPE_CHECKING:
     from sparkjobs.store.models import Run, Step
 
 AUDIO_TYPES = ("audio/", "application/octet-stream")
-
-
-def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
 
 
 def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
@@ -43,21 +41,12 @@ class Links:
 
 
 def run_summary(run: Run) -> dict[str, Any]:
-    """A run without its steps: the rows of the run list."""
-    return {
-        "run_id": str(run.id),
-        "job": run.job,
-        "kind": run.kind.value,
-        "trigger": run.trigger.value,
-        "status": run.status.value,
-        "created_at": iso(run.created_at),
-        "started_at": iso(run.started_at),
-        "finished_at": iso(run.finished_at),
-        "duration_s": seconds_between(run.started_at, run.finished_at),
-        "scheduled_for": iso(run.scheduled_for),
-        "error": run.error,
-        "rerun_of": None if run.rerun_of is None else str(run.rerun_of),
-    }
+    """A run without its steps: a row of the run list (the CLI's row, with a duration
+    and without the parameters, which only the run's own page shows)."""
+    row = runinfo.run_summary(run)
+    del row["params"]
+    row["duration_s"] = seconds_between(run.started_at, run.finished_at)
+    return row
 
 
 def run_detail(config: Config, run: Run, links: Links) -> dict[str, Any]:
