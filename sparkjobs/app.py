@@ -57,6 +57,7 @@ def create_app(config: Config, *, role: Role = "client") -> SparkjobsApp:
             "client" (the CLI and library callers: short timeouts, fail fast).
     """
     app = SparkjobsApp(config, role)
+    events_always = config.worker.task_events == "always"
     transport: dict[str, object] = {
         "visibility_timeout": config.tasks.visibility_s,
         # Interactive runs go first: Redis priority sub-queues, 0 the highest.
@@ -97,9 +98,12 @@ def create_app(config: Config, *, role: Role = "client") -> SparkjobsApp:
         task_publish_retry=role == "daemon",
         # A step, piece or join published by a task keeps its run's priority.
         task_inherit_parent_priority=True,
-        # Flower and `up` follow tasks through events.
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Flower and `up` follow tasks through events, three Redis publishes a task
+        # (and one more a message for task-sent). Nobody reads them unless one of
+        # those watches, so by default workers start without and a watcher switches
+        # them on (sparkjobs.task_events); worker events (heartbeats) are always sent.
+        worker_send_task_events=events_always,
+        task_send_sent_event=events_always,
         timezone="UTC",
         enable_utc=True,
         include=list(TASK_MODULES),

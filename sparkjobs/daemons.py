@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sparkjobs.app import create_app
 from sparkjobs.config import is_loopback
 from sparkjobs.errors import Unreachable
+from sparkjobs.task_events import Watching
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config
@@ -64,4 +65,12 @@ def run_flower(config: Config) -> None:
     if is_loopback(flower.address):
         os.environ["FLOWER_UNAUTHENTICATED_API"] = "true"
     app = create_app(config, role="daemon")
-    app.start(argv=argv)
+    # Flower switches task events on itself, every 5 s from 5 s after its start: the
+    # first tasks, and those of a worker started between two of its broadcasts, would
+    # go unseen. This asks at once and leaves the key a starting worker reads.
+    watching = Watching(app)
+    watching.start()
+    try:
+        app.start(argv=argv)
+    finally:
+        watching.stop()

@@ -324,19 +324,31 @@ def wait_for_run(
     """
     from sparkjobs.execution.notify import FinishWatch
 
+    if not isinstance(run_id, uuid.UUID):  # a caller's string: get_run says what is wrong
+        try:
+            run_id = uuid.UUID(str(run_id))
+        except ValueError:
+            with _sessions(config, sessions) as factory, factory() as session:
+                return get_run(session, run_id)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with _sessions(config, sessions) as factory, FinishWatch(config, run_id) as watch:
+        announced = False
         while True:
-            try:
-                with factory() as session:
-                    run = get_run(session, run_id)
-            except DBAPIError as exc:
-                raise unreachable(config.database, exc) from exc
-            if run.status.terminal:
-                return run
             pause_s = safety_poll_s
             if deadline is not None:
                 pause_s = min(pause_s, deadline - time.monotonic())
-                if pause_s <= 0:
-                    return run
-            watch.wait(pause_s)
+            try:
+                with factory() as session:
+                    # Only the status while the run goes on: the whole run is read
+                    # when it ends (at once after its announcement) or the wait does.
+                    full = announced or pause_s <= 0
+                    if not full:
+                        status = session.scalar(select(Run.status).where(Run.id == run_id))
+                        full = status is None or status.terminal
+                    if full:
+                        run = get_run(session, run_id)
+                        if run.status.terminal or pause_s <= 0:
+                            return run
+            except DBAPIError as exc:
+                raise unreachable(config.database, exc) from exc
+            announced = watch.wait(pause_s)

@@ -18,7 +18,13 @@ from celery import Task, shared_task
 from sparkjobs.app import SparkjobsApp
 from sparkjobs.backends import OrpheusClient, ServerClient, client_for
 from sparkjobs.config import Config
-from sparkjobs.dispatch.admission import admit, call_slot, release_current
+from sparkjobs.dispatch.admission import (
+    Standing,
+    admit,
+    admit_at_once,
+    call_slot,
+    release_current,
+)
 from sparkjobs.errors import BadInput, UnknownVoice
 from sparkjobs.execution.audio import read_artifact, record_wav, store_wav_soon
 from sparkjobs.execution.dispatch import STEP_TASK, publish_join, publish_piece, publish_step
@@ -119,13 +125,26 @@ def _start(task: Task[Any, Any], run: uuid.UUID, index: int, service: str) -> St
     """A step task's prologue: one transaction reads the step and opens its attempt.
 
     A kind whose one call the gate admits (chat, clone, speak) first gets a lease, or
-    waits: no attempt before the server can answer. Other kinds are admitted on what
-    that read found, with no further read.
+    waits: no attempt before the server can answer. The gate is tried once inside
+    that transaction (one Redis round trip while it holds the step's lock); only
+    when that try finds no slot, or the server unwell, does the task leave the
+    transaction, let `admit` wait or record why, and open the attempt in a second
+    one. Other kinds are admitted on what that read found, with no further read.
     """
     sessions = sessions_for(cast(SparkjobsApp, task.app).sparkjobs_config.database)
     task_id, worker = str(task.request.id), str(task.request.hostname)
+    admitted = False
+
+    def at_once(standing: Standing) -> bool:
+        nonlocal admitted
+        admitted = admit_at_once(task, str(run), index, service, standing)
+        return admitted
+
     with sessions.begin() as session:
-        started = start_step(session, run, index, task_id=task_id, worker=worker, gate_first=True)
+        started = start_step(session, run, index, task_id=task_id, worker=worker,
+                             gate_first=True, admit_now=at_once)  # fmt: skip
+    if admitted:
+        return started
     admit(task, str(run), index, service, standing=started.standing)
     if started.gate_first:
         with sessions.begin() as session:

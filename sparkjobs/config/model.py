@@ -169,6 +169,13 @@ class WorkerConfig(_Section):
         default=True,
         description="at start, ask the other workers which tasks were revoked (about 1 s)",
     )
+    task_events: Literal["on-demand", "always"] = Field(
+        default="on-demand",
+        description=(
+            "Celery task events: on-demand (sent once Flower or `up` asks for them) "
+            "or always (and a task-sent event for every message published)"
+        ),
+    )
 
 
 class ReconcilerConfig(_Section):

@@ -222,6 +222,36 @@ def admit(
     wait_then_retry(task, ticket, answer)
 
 
+def admit_at_once(
+    task: Task[Any, Any], run_id: str, index: int, service: str, standing: Standing
+) -> bool:
+    """One try of the gate, with no SQL and no waiting: True when a lease is now held.
+
+    For a step task's prologue, which calls this inside the transaction that read
+    `standing` and, on True, opens the attempt (and clears the step's wait) in that
+    same transaction. False leaves nothing behind but this thread's ticket: the
+    caller leaves its transaction and calls `admit`, which waits, records why, or
+    fails the step, as the gate's answer says.
+    """
+    app = cast("SparkjobsApp", task.app)
+    _current.ticket = None
+    if standing.status.terminal or not standing.gated():
+        return False
+    gate = gate_of(app)
+    ticket = Ticket(service, standing.step_id, standing.interactive, standing.failures, gate)
+    waiter = f"{run_id}:{index}:"
+    try:
+        answer = gate.check(service, waiter=waiter, interactive=ticket.interactive,
+                            health_wait_since=None, now=utc_now(), poll=False)  # fmt: skip
+    except ServerUnavailable:  # not raised without a wait start; `admit` decides
+        return False
+    if not isinstance(answer, Lease):
+        return False
+    ticket.lease = answer
+    _current.ticket = ticket
+    return True
+
+
 def wait_then_retry(task: Task[Any, Any], ticket: Ticket, wait: Wait) -> None:
     """Record `wait` on the ticket's step and hand the message back with its countdown."""
     from sparkjobs.execution.state import sessions_for

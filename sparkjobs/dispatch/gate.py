@@ -67,6 +67,7 @@ class Gate:
         interactive: bool,
         health_wait_since: datetime | None,
         now: datetime,
+        poll: bool = True,
     ) -> Lease | Wait:
         """A lease of `service`, or why not and when to try again.
 
@@ -76,6 +77,7 @@ class Gate:
             health_wait_since: when this step began waiting for the server's health
                 (None: it was not waiting for it).
             now: the current time (aware), for the wait deadline.
+            poll: wait up to `dispatch.lease_poll_s` for a slot; False: one try only.
 
         Raises:
             ServerUnavailable: the server has been down or loading past the deadline.
@@ -99,7 +101,8 @@ class Gate:
                 WaitKind.BACKPRESSURE, text, min(self.cap_s, _between(BACKPRESSURE_RETRY_S))
             )
         limit = spec.in_flight_limit
-        lease = self._poll(service, limit, waiter=waiter, interactive=interactive)
+        poll_s = self.config.dispatch.lease_poll_s if poll else 0.0
+        lease = self._poll(service, limit, poll_s, waiter=waiter, interactive=interactive)
         if lease is not None:
             self.renewer.add(lease)
             return lease
@@ -107,12 +110,13 @@ class Gate:
         text = f"all {limit} slot(s) of {service} are in use{ahead}"
         return Wait(WaitKind.LEASE, text, min(self.cap_s, _between(LEASE_RETRY_S)))
 
-    def _poll(self, service: str, limit: int, *, waiter: str, interactive: bool) -> Lease | None:
-        """Try for a slot for up to `dispatch.lease_poll_s`, woken when one is released."""
-        poll_s = self.config.dispatch.lease_poll_s
+    def _poll(
+        self, service: str, limit: int, poll_s: float, *, waiter: str, interactive: bool
+    ) -> Lease | None:
+        """Try for a slot for up to `poll_s`, woken when one is released."""
         until = time.monotonic() + poll_s
         # An interactive waiter stays registered a little beyond its next try.
-        waiter_ttl_s = poll_s + LEASE_RETRY_S[1] + 5.0
+        waiter_ttl_s = self.config.dispatch.lease_poll_s + LEASE_RETRY_S[1] + 5.0
         while True:
             lease, _ = self.leases.try_acquire(
                 service, limit, interactive=interactive, waiter=waiter, waiter_ttl_s=waiter_ttl_s
@@ -128,9 +132,10 @@ class Gate:
     def release(self, lease: Lease) -> None:
         """Give a slot back and wake one thread waiting for it, in any process."""
         self.renewer.remove(lease)
-        self.leases.release(lease)
         freed = self.freed_key(lease.service)
-        pipe = self.client.pipeline()
+        # One round trip: the slot is given back before the wake-up is pushed.
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrem(self.leases.holders_key(lease.service), lease.holder)
         pipe.lpush(freed, "1")
         pipe.ltrim(freed, 0, 63)
         pipe.pexpire(freed, 2000)

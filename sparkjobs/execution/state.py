@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -181,6 +181,7 @@ def start_step(
     task_id: str,
     worker: str,
     gate_first: bool = False,
+    admit_now: Callable[[Standing], bool] | None = None,
     now: datetime | None = None,
 ) -> Started:
     """Read step `index` of a run and open its attempt: a step task's prologue.
@@ -190,6 +191,12 @@ def start_step(
     marked running. Nothing is written when the step or its run is finished, nor,
     with `gate_first`, when the step's kind needs the gate's admission before its
     attempt (`Started.gate_first`): the caller admits, then calls again.
+
+    Args:
+        admit_now: with `gate_first`, one try of the gate that takes no wait and
+            writes no SQL (`sparkjobs.dispatch.admission.admit_at_once`): when it
+            answers True (a lease is held), the attempt opens in this transaction,
+            and the step's wait is cleared, with no second read.
 
     Raises:
         UnknownRun: the run or the step is not in the store.
@@ -207,7 +214,12 @@ def start_step(
     if row.status.terminal or row.run_status.terminal:
         return Started(context, standing, row.status, None, None)
     if gate_first and standing.gated():
-        return Started(context, standing, row.status, None, None, gate_first=True)
+        if admit_now is None or not admit_now(standing):
+            return Started(context, standing, row.status, None, None, gate_first=True)
+        if standing.waiting_for is not None:
+            from sparkjobs.dispatch.waits import clear_wait
+
+            clear_wait(session, row.id)
     now = now or utc_now()
     attempt_id = open_attempt(
         session, row.id, run_id, task_id=task_id, worker=worker, now=now,

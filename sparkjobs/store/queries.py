@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from sparkjobs.errors import BadInput, UnknownRun
 from sparkjobs.store.models import Artifact, Run, Status, Step, StepArtifact, Trigger
@@ -70,18 +70,25 @@ def get_run(session: Session, run_id: uuid.UUID | str) -> Run:
         key = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
     except ValueError as exc:
         raise UnknownRun(f"{run_id!r} is not a run id (a UUID such as {uuid.uuid4()})") from exc
-    steps = selectinload(Run.steps)
-    run = session.scalars(
-        select(Run)
-        .where(Run.id == key)
-        .options(
-            steps.selectinload(Step.attempts),
-            steps.selectinload(Step.result),
-            steps.selectinload(Step.artifacts)
-            .selectinload(StepArtifact.artifact)
-            .selectinload(Artifact.locations),
+    # Three queries, one per level: the run with its steps and their results (one
+    # row per step), the attempts, and the artifacts with their locations. Waiting
+    # callers read a finished run this way, so each round trip counts.
+    steps = joinedload(Run.steps)
+    run = (
+        session.scalars(
+            select(Run)
+            .where(Run.id == key)
+            .options(
+                steps.joinedload(Step.result),
+                steps.selectinload(Step.attempts),
+                steps.selectinload(Step.artifacts)
+                .joinedload(StepArtifact.artifact, innerjoin=True)
+                .joinedload(Artifact.locations),
+            )
         )
-    ).first()
+        .unique()
+        .one_or_none()
+    )
     if run is None:
         raise UnknownRun(f"no run {key} in the store; `sparkjobs runs` lists the recent ones")
     return run

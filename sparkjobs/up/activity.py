@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from sparkjobs.task_events import Watching
+
 if TYPE_CHECKING:
     from sparkjobs.app import SparkjobsApp
 
@@ -56,6 +58,18 @@ def follow(app: SparkjobsApp, emit: Callable[[str], None], stop: threading.Event
         if line is not None:
             emit(line)
 
+    # Workers send task events only while someone asks for them (sparkjobs.task_events).
+    watching = Watching(app)
+    watching.start()
+    try:
+        _capture(app, on_event, stop)
+    finally:
+        watching.stop()
+
+
+def _capture(
+    app: SparkjobsApp, on_event: Callable[[dict[str, Any]], None], stop: threading.Event
+) -> None:
     while not stop.is_set():
         try:
             with app.connection_for_read() as connection:

@@ -49,3 +49,14 @@ def test_worker_pool_is_sized_from_the_node_services_limits() -> None:
     # spark1 hosts gemma (32) and qwen (1); spark2 orpheus (1) and clone (1); +4 each
     assert worker_concurrency(CONFIG, "spark1") == 37
     assert worker_concurrency(CONFIG, "spark2") == 6
+
+
+def test_task_events_are_off_until_asked_unless_configured_always() -> None:
+    on_demand = create_app(CONFIG).conf
+    assert on_demand.worker_send_task_events is False
+    assert on_demand.task_send_sent_event is False
+    always = CONFIG.model_copy(
+        update={"worker": CONFIG.worker.model_copy(update={"task_events": "always"})}
+    )
+    assert create_app(always).conf.worker_send_task_events is True
+    assert create_app(always).conf.task_send_sent_event is True

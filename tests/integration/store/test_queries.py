@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.errors import UnknownRun
@@ -119,6 +121,42 @@ def test_a_run_comes_with_its_steps_attempts_results_and_artifacts(
     (link,) = only.artifacts
     assert link.artifact.size_bytes == 8
     assert [location.node for location in link.artifact.locations] == ["spark2"]
+
+
+def test_a_run_is_read_in_one_query_per_level(
+    engine: Engine, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Run, steps and results; attempts; artifacts with locations: three SELECTs for a
+    run of two steps, whatever it holds (waiters read every finished run this way)."""
+    with sessions.begin() as session:
+        run, _ = create_run(session, job="speak", kind=RunKind.SPEAK, trigger=Trigger.API)
+        for index in range(2):
+            step = add_step(session, run.id, index, service="orpheus", node="spark2")
+            attempt = start_attempt(session, step.id, task_id=f"t{index}", worker="w")
+            assert attempt is not None
+            record_result(session, step.id, text=f"out {index}")
+            artifact = store_artifact(
+                session, tmp_path / "art", b"RIFF" + bytes([index]), node="spark2",
+                media_type="audio/x-raw",
+            )  # fmt: skip
+            link_artifact(session, step.id, artifact.sha256)
+            finish_step(session, step.id, status=Status.SUCCEEDED, attempt_id=attempt.id)
+    selects: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with sessions() as session:
+            found = get_run(session, run.id)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(selects) == 3, selects
+    assert [s.result.text for s in found.steps if s.result] == ["out 0", "out 1"]
+    assert [len(s.attempts) for s in found.steps] == [1, 1]
+    assert [len(link.artifact.locations) for s in found.steps for link in s.artifacts] == [1, 1]
 
 
 def test_an_unknown_run_id_is_bad_input_that_names_it(sessions: sessionmaker[Session]) -> None:

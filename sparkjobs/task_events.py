@@ -1,0 +1,94 @@
+"""Celery task events on demand: workers send them while someone watches.
+
+A worker publishes three task events a task (received, started, succeeded), each a
+Redis PUBLISH that nobody reads unless Flower or the live view of `sparkjobs up`
+runs. With `[worker] task_events = "on-demand"` (the default) workers start with
+task events off (worker events such as heartbeats stay on), and a watcher switches
+them on the Celery way, with the `enable_events` remote-control command: at its
+start and every few seconds, for workers started later (as Flower itself does).
+
+A broadcast reaches only the workers already listening, so a watcher also leaves a
+key with a TTL in Redis; a worker that finds it when it is ready switches itself
+on. The key is written before each broadcast, so a worker either sees the key or
+is already listening when the broadcast comes. Once on, a worker keeps sending
+task events until it restarts: a watcher never switches them off, since another
+one may still be watching.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from sparkjobs.broker import key
+
+if TYPE_CHECKING:
+    from sparkjobs.app import SparkjobsApp
+
+log = logging.getLogger(__name__)
+
+# Flower's own interval (flower.events.Events.events_enable_interval is 5000 ms).
+ENABLE_INTERVAL_S = 5.0
+# The key outlives a few missed renewals, then says nobody watches any more.
+WATCHED_TTL_S = 3 * ENABLE_INTERVAL_S
+
+
+def watched_key(app: SparkjobsApp) -> str:
+    """The key a watcher renews while it watches; workers read it when ready."""
+    return key(app.sparkjobs_config, "events", "watched")
+
+
+def ask_for_task_events(app: SparkjobsApp) -> None:
+    """Say that someone watches: the key first, then the broadcast (see above)."""
+    app.redis.set(watched_key(app), "1", ex=int(WATCHED_TTL_S))
+    app.control.enable_events()
+
+
+class Watching(threading.Thread):
+    """Asks the workers for task events now and every `interval_s`, until stopped."""
+
+    def __init__(self, app: SparkjobsApp, *, interval_s: float = ENABLE_INTERVAL_S) -> None:
+        super().__init__(name="task-events", daemon=True)
+        self.app = app
+        self.interval_s = interval_s
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                ask_for_task_events(self.app)
+            except Exception as exc:  # the broker is away: ask again next time
+                log.info("could not ask the workers for task events: %s", exc)
+            self._halt.wait(self.interval_s)
+
+    def stop(self) -> None:
+        """Stop asking (workers already asked keep sending until they restart)."""
+        self._halt.set()
+
+
+def switch_on_when_watched(app: SparkjobsApp) -> None:
+    """In a worker: once ready, switch task events on if a watcher's key is there.
+
+    Does nothing with `task_events = "always"`: the worker sends them from the start.
+    """
+    from celery.signals import worker_ready
+
+    if app.sparkjobs_config.worker.task_events == "always":
+        return
+
+    def on_ready(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is not app:
+            return
+        try:
+            watched = bool(app.redis.exists(watched_key(app)))
+        except Exception as exc:  # a watcher's next broadcast reaches this worker anyway
+            log.info("could not tell whether anyone watches task events: %s", exc)
+            return
+        dispatcher = getattr(sender, "event_dispatcher", None)
+        if watched and dispatcher is not None and dispatcher.groups:
+            # The same change as Celery's `enable_events` command makes.
+            dispatcher.groups.add("task")
+            log.info("task events on: a watcher asked for them")
+
+    worker_ready.connect(on_ready, weak=False)
