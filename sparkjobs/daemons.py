@@ -53,8 +53,9 @@ def run_beat(config: Config, *, loglevel: str = "INFO") -> None:
 def run_flower(config: Config) -> None:
     """Run Flower on the project's app, bound as configured.
 
-    On loopback its REST API is open (Flower's unauthenticated-API switch);
-    anywhere else the config has already required basic auth.
+    Its REST API answers only with basic auth unless `[flower] open_api` opens it on
+    loopback: an open API also lets any page in a local browser read it and post to it
+    (Flower then allows every origin). Off loopback the config requires basic auth.
     """
     flower = config.flower
     argv = ["flower", f"--address={flower.address}", f"--port={flower.port}"]
@@ -62,8 +63,10 @@ def run_flower(config: Config) -> None:
         # Through the environment, not argv, so that `ps` never shows the password.
         entries = ",".join(secret.get_secret_value() for secret in flower.basic_auth)
         os.environ["FLOWER_BASIC_AUTH"] = entries
-    if is_loopback(flower.address):
+    if flower.open_api and is_loopback(flower.address):
         os.environ["FLOWER_UNAUTHENTICATED_API"] = "true"
+    else:  # never inherited: Flower would open its API to any origin
+        os.environ.pop("FLOWER_UNAUTHENTICATED_API", None)
     app = create_app(config, role="daemon")
     # Flower switches task events on itself, every 5 s from 5 s after its start: the
     # first tasks, and those of a worker started between two of its broadcasts, would

@@ -234,6 +234,11 @@ class FlowerConfig(_Section):
     port: Port = 5555
     node: Name | None = Field(default=None, description="the node it runs on; default the first")
     basic_auth: tuple[SecretStr, ...] = Field(default=(), description='"user:password" entries')
+    open_api: bool = Field(
+        default=False,
+        description="on loopback without basic_auth, open Flower's REST API to every local "
+        "client and, through Flower's CORS headers, to every web page in a local browser",
+    )
 
 
 class WebConfig(_Section):

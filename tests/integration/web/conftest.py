@@ -49,6 +49,9 @@ def serving(workers: Cluster, tmp_path: Path) -> Cluster:
     )
     config = workers.config
     workers.start("web", log=tmp_path / "web.log")
+    # The tests read task labels through Flower's REST API, opened here as a person
+    # on this machine would open it.
+    workers.env["SPARKJOBS_FLOWER__OPEN_API"] = "true"
     workers.start("flower", log=tmp_path / "flower.log")
     wait_for_http(f"http://127.0.0.1:{config.web.port}/healthz", workers)
     wait_for_http(f"http://127.0.0.1:{config.flower.port}/healthcheck", workers)
