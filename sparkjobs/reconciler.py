@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
-from sparkjobs.beatlock import SchedulerLock
 from sparkjobs.broker import key, queue_keys, redis_client
 from sparkjobs.execution.dispatch import (
     JOIN_TASK,
@@ -36,6 +35,7 @@ from sparkjobs.execution.dispatch import (
     publish_step,
 )
 from sparkjobs.heartbeat import claims_key, worker_key
+from sparkjobs.leaderlock import LeaderLock
 from sparkjobs.store.models import Attempt, AttemptStatus
 from sparkjobs.store.runs import utc_now
 from sparkjobs.workunits import PendingUnit, Unit, decode_message, pending_units
@@ -101,8 +101,8 @@ class Reconciler:
         # A client app: publishing fails fast while Redis is down (the next pass retries).
         self.app = app or create_app(config, role="client")
         self.sessions: sessionmaker[Session] = sessions_for(config.database)
-        self.lock = SchedulerLock(self.client, key(config, "reconciler"),
-                                  ttl_s=self.settings.lock_ttl_s)  # fmt: skip
+        self.lock = LeaderLock(self.client, key(config, "reconciler"),
+                               ttl_s=self.settings.lock_ttl_s, role="reconciler")  # fmt: skip
         # When each suspect was first seen without a message, kept in Redis so that a
         # reconciler taking over the lock goes on counting instead of starting afresh
         # (wall-clock seconds: the next holder may run on another host).

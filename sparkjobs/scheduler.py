@@ -22,10 +22,10 @@ from celery.schedules import BaseSchedule, schedstate
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
-from sparkjobs.beatlock import SchedulerLock
 from sparkjobs.errors import Unreachable
 from sparkjobs.jobfiles import fingerprint, load_jobs
 from sparkjobs.jobs import Job, Schedule
+from sparkjobs.leaderlock import LeaderLock
 from sparkjobs.slots import Plan, describe, next_fire, overlap_skip_reason, plan_slots, schedule_tz
 
 if TYPE_CHECKING:
@@ -218,14 +218,16 @@ class SparkjobsScheduler(Scheduler):
     # --- sparkjobs ---------------------------------------------------------------
 
     @cached_property
-    def lock(self) -> SchedulerLock:
+    def lock(self) -> LeaderLock:
         from sparkjobs.broker import key, redis_client
 
         # A client of its own, with a command timeout under the TTL (the app's has
         # none, for BLPOP): a Redis that stops answering without closing the
         # connection must not freeze the tick of the beat that thinks it is active.
         client = redis_client(self.config, timeout_s=min(2.0, self.lock_ttl_s / 2))
-        return SchedulerLock(client, key(self.config, "beat", "lock"), ttl_s=self.lock_ttl_s)
+        return LeaderLock(
+            client, key(self.config, "beat", "lock"), ttl_s=self.lock_ttl_s, role="beat"
+        )
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

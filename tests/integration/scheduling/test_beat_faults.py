@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from sparkjobs.beatlock import SchedulerLock
 from sparkjobs.broker import key, queue_keys
+from sparkjobs.leaderlock import LeaderLock
 from sparkjobs.store.models import Status, Trigger
 from sparkjobs.up.redis_server import find_redis_server, redis_server_argv
 from tests.fixtures_cluster import Cluster, clean_env, cluster_toml
@@ -199,8 +199,8 @@ def test_a_holder_keeps_its_lock_when_a_restarted_redis_brings_the_key_back() ->
     try:
         server.start()
         client = redis.Redis(unix_socket_path=str(server.socket), socket_timeout=2)
-        lock = SchedulerLock(client, "sjlock:beat", ttl_s=60)  # outlives the restart
-        other = SchedulerLock(client, "sjlock:beat", ttl_s=60)
+        lock = LeaderLock(client, "sjlock:beat", ttl_s=60, role="beat")  # outlives the restart
+        other = LeaderLock(client, "sjlock:beat", ttl_s=60, role="beat")
         assert lock.hold()
         server.kill()
         assert not lock.hold()  # Redis does not answer: not held

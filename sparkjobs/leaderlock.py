@@ -1,6 +1,7 @@
-"""The lock in Redis that makes one beat process the active scheduler.
+"""A lock in Redis that makes one process of many the active one (the leader).
 
-Every tick runs one Lua script: renew the key if it holds our token, else take it
+Beat holds one to be the active scheduler, the workers one to pick the reconciler
+that runs. Every tick runs one Lua script: renew the key if it holds our token, else take it
 if it is free (`SET NX PX`), else stand by; a clean stop deletes it. A killed beat
 stops renewing, the key expires after `ttl_s`, and a standby's next tick takes it:
 failover within ttl_s plus one tick. A restarted Redis may bring the key back from
@@ -38,12 +39,13 @@ return 0
 """
 
 
-class SchedulerLock:
-    """One holder at a time, identified by a random token."""
+class LeaderLock:
+    """One holder at a time, identified by a random token; `role` names it in logs."""
 
-    def __init__(self, client: redis.Redis, key: str, *, ttl_s: float) -> None:
+    def __init__(self, client: redis.Redis, key: str, *, ttl_s: float, role: str) -> None:
         self.client = client
         self.key = key
+        self.role = role
         self.ttl_ms = int(ttl_s * 1000)
         self.token = uuid.uuid4().hex
         self.held = False
@@ -52,8 +54,8 @@ class SchedulerLock:
     def hold(self) -> bool:
         """Renew the lock if we hold it, else try to take it; True while we hold it.
 
-        A Redis that does not answer means "not held": a scheduler that cannot
-        prove it is the only one fires nothing.
+        A Redis that does not answer means "not held": a leader that cannot prove
+        it is the only one acts on nothing (a scheduler fires nothing).
         """
         import redis as redis_lib
 
@@ -61,7 +63,7 @@ class SchedulerLock:
             self.held = bool(self.client.eval(_HOLD, 1, self.key, self.token, self.ttl_ms))
         except (redis_lib.RedisError, OSError) as exc:
             if not self._warned:
-                logger.warning("beat: cannot reach Redis for the scheduler lock (%s)", exc)
+                logger.warning("%s: cannot reach Redis for its lock (%s)", self.role, exc)
                 self._warned = True
             self.held = False
             return False
@@ -83,4 +85,4 @@ class SchedulerLock:
         try:
             self.client.eval(_RELEASE, 1, self.key, self.token)
         except (redis_lib.RedisError, OSError) as exc:
-            logger.warning("beat: could not release the scheduler lock (%s); it expires", exc)
+            logger.warning("%s: could not release its lock (%s); it expires", self.role, exc)
