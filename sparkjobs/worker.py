@@ -19,6 +19,7 @@ from celery.concurrency.thread import TaskPool
 
 from sparkjobs.app import create_app
 from sparkjobs.artifacts.server import ServerThread
+from sparkjobs.backends.shared import close_shared
 from sparkjobs.dispatch.monitor import HealthMonitor
 from sparkjobs.errors import Unreachable
 from sparkjobs.heartbeat import Heartbeat
@@ -84,6 +85,22 @@ def await_schema(config: Config, *, retry_s: float = 5.0) -> None:
             return
 
 
+# Celery's per-task lines ("received", "succeeded in", "retry"), at INFO.
+TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
+
+
+def quiet_task_lines(loglevel: str) -> None:
+    """Keep Celery's two INFO lines a task for `--loglevel DEBUG`.
+
+    Every attempt is recorded in SQL (`sparkjobs show`), and on a busy node writing
+    the lines cost more CPU than some tasks. Celery decides whether to format them
+    when it builds a task's tracer, so this runs before the worker starts.
+    """
+    if logging.getLevelName(loglevel.upper()) != logging.DEBUG:
+        for name in TASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def run_worker(config: Config, node: str, *, loglevel: str = "INFO") -> NoReturn:
     """Consume exactly `node`'s queue until stopped, then exit the process."""
     queue = queue_for_node(config, node)
@@ -93,6 +110,7 @@ def run_worker(config: Config, node: str, *, loglevel: str = "INFO") -> NoReturn
     # would wait without limit, so SIGTERM is remapped to its soft/cold shutdown.
     os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
     app = create_app(config, role="daemon")
+    quiet_task_lines(loglevel)
     worker = app.Worker(
         hostname=worker_name(node),
         queues=[queue],
@@ -129,6 +147,7 @@ def run_worker(config: Config, node: str, *, loglevel: str = "INFO") -> NoReturn
         heartbeat.stop()
         janitor.stop()
         health.stop()
+        close_shared()
         artifacts.stop()
         if metrics is not None:
             metrics.stop()

@@ -17,7 +17,8 @@ from typing import Any, cast
 from celery import Task, shared_task
 
 from sparkjobs.app import SparkjobsApp
-from sparkjobs.backends import OrpheusClient, client_for
+from sparkjobs.backends import OrpheusClient
+from sparkjobs.backends.shared import shared_client
 from sparkjobs.dispatch.admission import admit, call_slot
 from sparkjobs.errors import BadInput
 from sparkjobs.execution.audio import record_wav, store_wav
@@ -72,20 +73,17 @@ def speak_piece(self: Task[Any, Any], run_id: str, index: int, piece: int, servi
         announce_finished(config, app.redis, run, Status.FAILED)
 
     try:
-        client = client_for(config.services[service], name=service)
-        try:
-            if not isinstance(client, OrpheusClient):
-                raise BadInput(f"{what}: service {service!r} is not an Orpheus TTS service")
-            with call_slot():
-                # Checkpoint: the run may have been cancelled while this piece waited.
-                with sessions() as session:
-                    ended = run_ended(session, run)
-                if ended:
-                    retry_later("the run ended before this piece was synthesized")
-                    return
-                result = client.speak(text, voice=spec.get("voice"))
-        finally:
-            client.close()
+        client = shared_client(config.services[service], name=service)
+        if not isinstance(client, OrpheusClient):
+            raise BadInput(f"{what}: service {service!r} is not an Orpheus TTS service")
+        with call_slot():
+            # Checkpoint: the run may have been cancelled while this piece waited.
+            with sessions() as session:
+                ended = run_ended(session, run)
+            if ended:
+                retry_later("the run ended before this piece was synthesized")
+                return
+            result = client.speak(text, voice=spec.get("voice"))
         stored = store_wav(config, node, result.wav)
         with sessions.begin() as session:
             record_wav(session, stored)

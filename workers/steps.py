@@ -16,7 +16,8 @@ from typing import Any, cast
 from celery import Task, shared_task
 
 from sparkjobs.app import SparkjobsApp
-from sparkjobs.backends import OrpheusClient, ServerClient, client_for
+from sparkjobs.backends import OrpheusClient, ServerClient
+from sparkjobs.backends.shared import shared_client
 from sparkjobs.config import Config
 from sparkjobs.dispatch.admission import (
     Standing,
@@ -85,8 +86,8 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
             output = _execute(config, context)
         if output is None:  # long speech: fanned out into pieces, finished by the join
             return
-        # The WAV goes to disk while the step's rows are written; its own rows come
-        # last, once the file is durable, and commit with the step.
+        # The WAV goes to disk while the step's rows, its own included, are written;
+        # they commit once the file is durable.
         wav = None if output.wav is None else store_wav_soon(config, context.node, output.wav)
         with sessions.begin() as session:
             for source in output.inputs:
@@ -103,8 +104,9 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
             # ran at the same time would otherwise run every later step twice.
             follow = next_to_publish(session, run, index, steps=context.steps) if done else None
             if wav is not None:
-                record_wav(session, wav.stored())
+                record_wav(session, wav.wav)
                 link_artifact(session, context.step_id, wav.sha256, name="audio")
+                wav.durable()  # last: the rows that name the file commit after its fsync
     except Exception as exc:
         settle(self, exc, what=what, max_delay_s=config.tasks.max_retry_delay_s,
                on_retry=retry_later, on_failure=fail)  # fmt: skip
@@ -154,21 +156,17 @@ def _start(task: Task[Any, Any], run: uuid.UUID, index: int, service: str) -> St
 
 def _execute(config: Config, context: StepContext) -> Output:
     """Call the step's service and return what it produced (speak steps excepted)."""
-    service = config.services[context.service]
-    client = client_for(service, name=context.service)
-    try:
-        if context.kind == "custom":
-            # A custom step manages its own calls; the limit applies per request
-            # only to built-in steps, whose one call it knows.
-            return run_custom(client, context, config.schedules_dir)
-        with call_slot():  # the lease `admit` took, given back when the call ends
-            if context.kind == "chat":
-                return _chat(config, client, context)
-            if context.kind == "clone":
-                ref = str(context.spec["ref_audio"])
-                return run_clone(client, context, _reference(config, context, ref), ref)
-    finally:
-        client.close()
+    client = shared_client(config.services[context.service], name=context.service)
+    if context.kind == "custom":
+        # A custom step manages its own calls; the limit applies per request
+        # only to built-in steps, whose one call it knows.
+        return run_custom(client, context, config.schedules_dir)
+    with call_slot():  # the lease `admit` took, given back when the call ends
+        if context.kind == "chat":
+            return _chat(config, client, context)
+        if context.kind == "clone":
+            ref = str(context.spec["ref_audio"])
+            return run_clone(client, context, _reference(config, context, ref), ref)
     raise BadInput(f"{context.where}: unknown step kind {context.kind!r}")
 
 
@@ -213,25 +211,22 @@ def _speak(
     if not pieces:
         raise BadInput(f"{context.where}: the speak step's text is empty after rendering")
     voice = context.spec.get("voice")
-    client = client_for(config.services[context.service], name=context.service)
-    try:
-        if not isinstance(client, OrpheusClient):
-            raise BadInput(
-                f"{context.where}: service {context.service!r} is not an Orpheus TTS service"
-            )
-        if voice and voice not in client.voices:
-            raise UnknownVoice(
-                f"{context.where}: voice {voice!r} is not offered by {context.service}; "
-                f"known: {', '.join(client.voices)}"
-            )
-        if len(pieces) > 1:
-            release_current()  # each piece takes a lease of its own
-            _fan_out(app, config, context, attempt, pieces)
-            return None
-        with call_slot():
-            result = client.speak(pieces[0], voice=voice)
-    finally:
-        client.close()
+    client = shared_client(config.services[context.service], name=context.service)
+    if not isinstance(client, OrpheusClient):
+        raise BadInput(
+            f"{context.where}: service {context.service!r} is not an Orpheus TTS service"
+        )
+    if voice and voice not in client.voices:
+        raise UnknownVoice(
+            f"{context.where}: voice {voice!r} is not offered by {context.service}; "
+            f"known: {', '.join(client.voices)}"
+        )
+    if len(pieces) > 1:
+        release_current()  # each piece takes a lease of its own
+        _fan_out(app, config, context, attempt, pieces)
+        return None
+    with call_slot():
+        result = client.speak(pieces[0], voice=voice)
     data = {"duration_s": result.info.duration_s, "pieces": 1}
     return Output(data=data, wav=result.wav, timings=step_timings(result.timings))
 

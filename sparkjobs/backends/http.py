@@ -108,6 +108,13 @@ class ServerClient:
                 write=limits.first_byte_s,
                 pool=limits.first_byte_s,
             ),
+            # The in-flight lease bounds concurrent requests, not the pool: a worker
+            # shares one client per service (sparkjobs.backends.shared) and keeps
+            # open as many connections as the server may serve at once.
+            limits=httpx.Limits(
+                max_connections=None,
+                max_keepalive_connections=max(20, service.in_flight_limit),
+            ),
             transport=transport,
             verify=shared_ssl_context(),
         )
@@ -115,6 +122,11 @@ class ServerClient:
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called (a closed client sends nothing more)."""
+        return self._http.is_closed
 
     def __enter__(self) -> ServerClient:
         return self

@@ -4,8 +4,9 @@ Every WAV gets what the artifact package's registration gives a file (the blob, 
 rows, the digest of its chunk manifest), so another node can pull it over the bond.
 Writing is split in two so that a step records the rows in the same transaction that
 finishes it: `store_wav` puts the file on disk (no SQL), `record_wav` writes the rows
-in the caller's transaction. `store_wav_soon` runs `store_wav` on a background thread,
-so that the file's fsync overlaps the step's other SQL. Reads fall back to
+in the caller's transaction. `store_wav_soon` writes the file on a background thread,
+so that its fsync overlaps the step's SQL, the WAV's own rows included: the rows'
+values come from the bytes, and only the commit waits for the disk. Reads fall back to
 `ensure_local`, which fetches a copy this node does not hold.
 """
 
@@ -17,7 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sparkjobs.artifacts.locate import set_manifest_digest
-from sparkjobs.artifacts.manifest import MIN_CHUNK_BYTES, ManifestBuilder, write_manifest
+from sparkjobs.artifacts.manifest import (
+    MIN_CHUNK_BYTES,
+    Manifest,
+    ManifestBuilder,
+    write_manifest,
+)
 from sparkjobs.artifacts.register import node_root
 from sparkjobs.backends.audio import parse_wav
 from sparkjobs.errors import BadAudio
@@ -52,6 +58,22 @@ class StoredWav:
         return self.file.sha256
 
 
+def describe_wav(config: Config, node: str, wav: bytes) -> tuple[StoredWav, Manifest]:
+    """What `store_wav` stores for `wav` (its rows' values, its manifest), from the bytes
+    alone: nothing is written."""
+    sha256 = hashlib.sha256(wav).hexdigest()
+    builder = ManifestBuilder(len(wav))
+    builder.update(wav)
+    manifest = builder.finish()
+    try:
+        info = parse_wav(wav)
+        duration_s, rate = info.duration_s, info.sample_rate
+    except BadAudio:  # a malformed WAV is still stored; its figures stay unknown
+        duration_s, rate = None, None
+    file = StoredFile(sha256, len(wav), artifact_path(node_root(config, node), sha256))
+    return StoredWav(file, node, manifest.digest(), duration_s, rate), manifest
+
+
 def store_wav(config: Config, node: str, wav: bytes) -> StoredWav:
     """Put `wav` into `node`'s store (durable on return), with no SQL.
 
@@ -61,41 +83,50 @@ def store_wav(config: Config, node: str, wav: bytes) -> StoredWav:
     blob on the first request (as it does any blob without a manifest), and the digest
     recorded in SQL checks that description; a step saves a file write and its fsync.
     """
+    stored, manifest = describe_wav(config, node, wav)
+    _write(config, node, wav, manifest)
+    return stored
+
+
+def _write(config: Config, node: str, wav: bytes, manifest: Manifest | None = None) -> None:
+    """Write the blob, then its manifest if it has more than one chunk (`manifest`, or
+    built here)."""
     root = node_root(config, node)
-    stored = write_file(root, wav)
-    builder = ManifestBuilder(len(wav))
-    builder.update(wav)
-    manifest = builder.finish()
-    if manifest.size_bytes > MIN_CHUNK_BYTES:
+    write_file(root, wav)
+    if len(wav) > MIN_CHUNK_BYTES:
+        if manifest is None:
+            builder = ManifestBuilder(len(wav))
+            builder.update(wav)
+            manifest = builder.finish()
         write_manifest(root, manifest)
-    try:
-        info = parse_wav(wav)
-        duration_s, rate = info.duration_s, info.sample_rate
-    except BadAudio:  # a malformed WAV is still stored; its figures stay unknown
-        duration_s, rate = None, None
-    return StoredWav(stored, node, manifest.digest(), duration_s, rate)
 
 
 @dataclass(frozen=True)
 class PendingWav:
-    """A WAV being written by `store_wav` on a background thread; its name known now."""
+    """A WAV being written to disk on a background thread; its rows known already."""
 
-    sha256: str
-    future: Future[StoredWav]
+    wav: StoredWav
+    future: Future[None]
 
-    def stored(self) -> StoredWav:
-        """The stored WAV, once it is durable (raises what `store_wav` raised)."""
-        return self.future.result()
+    @property
+    def sha256(self) -> str:
+        return self.wav.sha256
+
+    def durable(self) -> StoredWav:
+        """The WAV, once its file is on disk (raises what writing it raised)."""
+        self.future.result()
+        return self.wav
 
 
 def store_wav_soon(config: Config, node: str, wav: bytes) -> PendingWav:
-    """Start `store_wav` on a background thread and return at once with the sha256.
+    """Start writing `wav` on a background thread; return with its rows' values.
 
-    The caller records the rows with `record_wav(session, pending.stored())` last in
-    its transaction: a row never names a file that is not on disk yet.
+    The caller writes the rows (`record_wav(session, pending.wav)`) while the file's
+    fsync runs, and calls `pending.durable()` last before its commit: a row never
+    commits naming a file that is not on disk yet.
     """
-    future = _writers.submit(store_wav, config, node, wav)
-    return PendingWav(hashlib.sha256(wav).hexdigest(), future)
+    writing = _writers.submit(_write, config, node, wav)  # first: the fsync is the long part
+    return PendingWav(describe_wav(config, node, wav)[0], writing)
 
 
 def record_wav(session: Session, wav: StoredWav) -> None:
