@@ -3,8 +3,8 @@
 Every `reconciler.heartbeat_interval_s` a worker writes its own key (`worker:<name>`,
 expiring after `heartbeat_ttl_s`) and renews a claim, with the same expiry, on every
 unit whose message it holds: reserved, running, or waiting out a countdown. A message
-it receives is claimed at once: a Celery signal wakes the thread, so a message never
-sits unseen in a worker for a whole interval. A killed worker renews nothing; its key
+it receives is claimed within `CLAIM_GATHER_S`: a Celery signal wakes the thread, so a
+message never sits unseen in a worker for a whole interval. A killed worker renews nothing; its key
 and its claims expire, which the reconciler reads as "nobody holds this any more".
 """
 
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from sparkjobs.config import Config
 
 log = logging.getLogger(__name__)
+
+# How long a received message may wait for its claim, so that claims go in batches.
+CLAIM_GATHER_S = 0.1
 
 # KEYS: claims zset, the worker's key, workers zset. ARGV: ttl_ms, worker name, the
 # worker's record (JSON), then the unit keys. Expired claims go (finished work is
@@ -155,5 +158,9 @@ class Heartbeat:
             if full:
                 due = time.monotonic() + self.interval_s
             self.beat(full=full)
-            self._wake.wait(max(0.0, due - time.monotonic()))
+            if self._wake.wait(max(0.0, due - time.monotonic())):
+                # A message arrived: gather those that follow it into one claim. A busy
+                # worker then claims a batch a few times a second, not one per message,
+                # and no message goes unclaimed for long next to the reconciler's wait.
+                self._stop.wait(CLAIM_GATHER_S)
             self._wake.clear()

@@ -8,12 +8,13 @@ timeout so that the CLI fails fast.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Connection, CursorResult, Engine, Table, create_engine, event, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.config.render import mask_url
@@ -24,6 +25,7 @@ CONNECT_TIMEOUT_S = 5
 POOL_SIZE = 12  # PostgreSQL connections a process keeps open when idle
 POOL_OVERFLOW = 8  # and how many more it may open at once
 BUSY_TIMEOUT_S = 30.0
+PING_AFTER_IDLE_S = 2.0  # a pooled connection idle this long is tested before use
 
 
 def make_engine(
@@ -46,17 +48,12 @@ def make_engine(
         )
         _configure_sqlite(engine, busy_timeout_s)
         return engine
-    return create_engine(
+    engine = create_engine(
         parsed,
         connect_args={
             "connect_timeout": max(2, connect_timeout_s),
             "application_name": "sparkjobs",
         },
-        # After a server restart every pooled connection is dead: the pre-ping tests
-        # each one at checkout and reconnects, and a disconnect met mid-query makes
-        # SQLAlchemy invalidate the whole pool, so none is reused. (An outage itself is
-        # retried by the task: sparkjobs.execution.failures.)
-        pool_pre_ping=True,
         # Keep enough idle connections for a worker's threads: with SQLAlchemy's
         # default of 5, a connection returned while 5 are idle is closed, and a busy
         # worker of 8 threads opened a new one for about every tenth step. Opened on
@@ -64,6 +61,38 @@ def make_engine(
         pool_size=POOL_SIZE,
         max_overflow=POOL_OVERFLOW,
     )
+    _ping_after_idle(engine)
+    return engine
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Test a pooled connection at checkout if it sat idle for `PING_AFTER_IDLE_S`.
+
+    After a server restart every pooled connection is dead: the ping finds one and
+    SQLAlchemy reconnects, and a disconnect met mid-query makes it invalidate the
+    whole pool, so none is reused. (An outage itself is retried by the task:
+    sparkjobs.execution.failures.) SQLAlchemy's `pool_pre_ping` would ping at every
+    checkout: a round trip for each transaction of a busy worker, whose connections
+    were in use a moment ago.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # dead: the pool drops it and connects again
+            raise DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:

@@ -152,3 +152,20 @@ def test_each_worker_serves_its_node_artifacts(cluster: Cluster) -> None:
     for node in ("spark1", "spark2"):
         url = f"http://127.0.0.1:{config.artifacts_port(node)}/v1/health"
         assert httpx.get(url, timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(("loglevel", "logged"), [("INFO", False), ("DEBUG", True)])
+def test_celerys_per_task_lines_are_logged_only_at_debug(
+    cluster: Cluster, tmp_path: object, loglevel: str, logged: bool
+) -> None:
+    log = tmp_path / "worker.log"  # type: ignore[operator]
+    cluster.start("worker", "--node", "spark1", "--loglevel", loglevel, log=log)
+    wait_for_workers(cluster, ["spark1"])
+    pong = ping_node(create_app(cluster.config), "spark1", timeout_s=30)
+    assert pong.node == "spark1"
+    deadline = time.monotonic() + 10  # the "succeeded" line follows the reply
+    while logged and "succeeded in" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = log.read_text()
+    assert "ready." in text  # the worker's own INFO lines are there either way
+    assert ("Task sparkjobs.ping[" in text and "succeeded in" in text) is logged
