@@ -23,10 +23,26 @@ def fsync_dir(folder: Path) -> None:
         os.close(descriptor)
 
 
+def make_dirs(folder: Path) -> None:
+    """Create `folder` and its missing parents, each durably (its parent fsynced).
+
+    A file renamed into a folder made a moment ago is durable only once the folder's
+    own entry is on disk too: fsyncing the file's folder does not write that.
+    """
+    missing: list[Path] = []
+    current = folder
+    while not current.is_dir():
+        missing.append(current)
+        current = current.parent
+    for made in reversed(missing):
+        made.mkdir(exist_ok=True)
+        fsync_dir(made.parent)
+
+
 def commit(descriptor: int, partial: Path, dest: Path) -> None:
     """fsync the open partial file, rename it to `dest`, fsync `dest`'s folder."""
     os.fsync(descriptor)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(dest.parent)
     os.replace(partial, dest)
     fsync_dir(dest.parent)
     drop_cache(descriptor)

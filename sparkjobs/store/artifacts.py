@@ -21,6 +21,7 @@ from typing import IO, Any, cast
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
+from sparkjobs.artifacts.commit import fsync_dir, make_dirs
 from sparkjobs.store.engine import insert_ignoring_conflicts, upsert
 from sparkjobs.store.models import (
     Artifact,
@@ -60,7 +61,7 @@ def write_file(root: Path, content: bytes | IO[bytes] | Iterable[bytes]) -> Stor
         content: the bytes, a binary file object, or an iterable of chunks.
     """
     partial_dir = root / PARTIAL
-    partial_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(partial_dir)
     partial = partial_dir / f"{uuid.uuid4().hex}.part"
     digest = hashlib.sha256()
     size = 0
@@ -74,11 +75,11 @@ def write_file(root: Path, content: bytes | IO[bytes] | Iterable[bytes]) -> Stor
             os.fsync(handle.fileno())
         sha256 = digest.hexdigest()
         final = artifact_path(root, sha256)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(final.parent)
         # Same content, same name: replacing an existing copy is harmless, and it
         # refreshes the mtime that garbage collection's grace period looks at.
         partial.replace(final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     finally:
         partial.unlink(missing_ok=True)
     return StoredFile(sha256, size, final)
@@ -177,15 +178,6 @@ def _chunks(content: bytes | IO[bytes] | Iterable[bytes]) -> Iterable[bytes]:
             yield chunk
     else:
         yield from content
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _wav_info(
