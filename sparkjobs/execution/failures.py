@@ -88,8 +88,9 @@ def is_database_outage(exc: BaseException | None) -> bool:
 class OutageClock:
     """Since when this process has found the database unreachable (one outage).
 
-    Any connection handed out by a pool (after its pre-ping) ends the outage: the
-    database answered. Shared by the worker's threads.
+    Any connection handed out by a pool ends the outage: the database answered. A
+    disconnect invalidates the whole pool, so after one every connection handed out
+    was made anew (or, idle, pinged: `sparkjobs.store.engine`). Shared by the worker's threads.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
