@@ -1,4 +1,4 @@
-"""The worker's Celery consumer, made to survive a restart of Redis.
+"""The worker's Celery consumer, made to survive a restart of Redis, and lighter per message.
 
 When the broker connection drops, Celery 5.7 first detaches the transport
 (`Connection.collect`) and then closes the connection; closing the channel makes
@@ -8,11 +8,18 @@ and the worker exits: every worker, at every Redis restart, whenever it held a
 message. Closing the channel first, while the transport is still attached, makes
 the later close a no-op. Messages it could not restore (Redis is down) stay in
 Redis' unacknowledged set, where the reconciler restores those no live worker holds.
+
+kombu's Redis channel also builds a new redis-py client object (a few hundred
+response callbacks copied) for each message it records as unacknowledged and for
+each acknowledgement: about a tenth of a busy worker's CPU. The consumer's channel
+gets one client, made once over the channel's own connection pool (redis-py clients
+are safe to share between threads; each command takes a pooled connection).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery.worker.consumer import Consumer
 
@@ -20,7 +27,13 @@ log = logging.getLogger(__name__)
 
 
 class BrokerRestartConsumer(Consumer):
-    """Celery's consumer, closing its channel safely when the broker connection is lost."""
+    """Celery's consumer, closing its channel safely when the broker connection is lost,
+    and reusing one Redis client for its channel's bookkeeping."""
+
+    def connect(self) -> Any:
+        connection = super().connect()
+        reuse_one_client(connection.default_channel)
+        return connection
 
     def on_connection_error_after_connected(self, exc: Exception) -> None:
         connection = self.connection
@@ -31,3 +44,28 @@ class BrokerRestartConsumer(Consumer):
             except Exception as error:  # Redis is down: nothing could be restored now
                 log.info("broker lost: unacknowledged messages stay in Redis (%r)", error)
         super().on_connection_error_after_connected(exc)
+
+
+def reuse_one_client(channel: Any) -> None:
+    """Make kombu's Redis `channel` use one client for its synchronous commands.
+
+    kombu asks `channel.Client(connection_pool=channel.pool)` for a new client each
+    time; this answers with one made the first time. Other requests (the asynchronous
+    pool that listens for messages, another pool after a reconnection) get new ones,
+    as before. A channel of another transport is left as it is.
+    """
+    make = getattr(channel, "Client", None)
+    if make is None or not hasattr(channel, "pool"):
+        return
+    made: dict[str, Any] = {}
+
+    def client(**kwargs: Any) -> Any:
+        pool = kwargs.get("connection_pool")
+        if pool is None or pool is not channel.pool:
+            return make(**kwargs)
+        shared = made.get("client")
+        if shared is None or shared.connection_pool is not pool:
+            shared = made["client"] = make(**kwargs)
+        return shared
+
+    channel.Client = client
