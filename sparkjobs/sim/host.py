@@ -174,6 +174,10 @@ class SimHost:
             await runner.cleanup()
         for sock in self._refusing:
             sock.close()
+        # A connection a client kept open is closed by the server here, and a socket
+        # closes on the loop's next turn: give it that turn before the caller may stop
+        # the loop (a socket left open would be reported when collected).
+        await asyncio.sleep(0.05)
 
 
 def _bind(host: str, port: int) -> socket.socket:
