@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 from sparkjobs.backends import OpenAIClient, ServerClient
@@ -18,3 +21,22 @@ def ask_twice(client: ServerClient, params: dict[str, Any], previous: Any) -> di
     answers = [client.chat([{"role": "user", "content": f"{params['city']} {n}"}], max_tokens=8)
                for n in range(2)]  # fmt: skip
     return {"answers": len(answers), "nonempty": all(a.text for a in answers)}
+
+
+def meet_twin(client: ServerClient, params: dict[str, Any], previous: Any) -> str:
+    """Leave a mark in `params["barrier"]`, then wait (up to 20 s) for a second delivery
+    of this step to leave its own: two deliveries of the step run at the same time."""
+    folder = Path(params["barrier"])
+    (folder / uuid.uuid4().hex).touch()
+    deadline = time.monotonic() + 20
+    while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "met"
+
+
+def count_me(client: ServerClient, params: dict[str, Any], previous: Any) -> str:
+    """Leave a mark in `params["counter"]` and take a second, so that a twin delivery
+    of this step, if there were one, would run meanwhile and leave its own."""
+    (Path(params["counter"]) / uuid.uuid4().hex).touch()
+    time.sleep(1.0)
+    return "counted"

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from sparkjobs.app import create_app
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.artifacts.register import node_root
-from sparkjobs.execution.state import piece_rows
+from sparkjobs.execution.dispatch import publish_step
+from sparkjobs.execution.piece_state import piece_rows
 from sparkjobs.jobs import chat, custom, job, speak
 from sparkjobs.store.artifacts import artifact_path
 from sparkjobs.store.models import (
@@ -238,3 +240,30 @@ def test_a_permanent_error_fails_the_step_and_the_run_saying_why(workers: Cluste
     assert first.error == run.error
     assert second.status == Status.QUEUED
     assert not second.attempts
+
+
+def test_two_deliveries_of_a_step_move_the_run_on_once(workers: Cluster, tmp_path: Path) -> None:
+    # A twin delivery (a redelivered message, say) runs the step beside the first one;
+    # both record it, but only the one whose record finished the step may publish the
+    # next step, or every later step would run twice.
+    barrier, counter = tmp_path / "barrier", tmp_path / "counter"
+    barrier.mkdir()
+    counter.mkdir()
+    twins = job(
+        "twins",
+        params={"barrier": str(barrier), "counter": str(counter)},
+        steps=[
+            custom("tests.integration.jobs.custom_steps:meet_twin", service="gemma"),
+            custom("tests.integration.jobs.custom_steps:count_me", service="gemma"),
+        ],
+    )
+    app = create_app(workers.config)
+    run_id = submit_job(workers.config, twins, trigger="submit", app=app).run_id
+    publish_step(app, run_id, 0, "gemma", kind="custom", job="twins", steps=2)  # the twin
+    run = finished(workers, run_id)
+    assert run.status == Status.SUCCEEDED, run.error
+    first, second = run.steps
+    assert len(list(barrier.iterdir())) == 2  # the two deliveries ran step 0 together
+    assert [a.status for a in first.attempts] == [AttemptStatus.SUCCEEDED] * 2
+    assert len(list(counter.iterdir())) == 1  # step 1 ran once
+    assert [a.status for a in second.attempts] == [AttemptStatus.SUCCEEDED]
