@@ -23,12 +23,12 @@ from sparkjobs.execution.audio import read_artifact, record_wav, store_wav
 from sparkjobs.execution.dispatch import JOIN_TASK, publish_step
 from sparkjobs.execution.failures import settle
 from sparkjobs.execution.notify import announce_finished
+from sparkjobs.execution.piece_state import piece_rows
 from sparkjobs.execution.state import (
     fail_step,
     find_step,
     load_context,
     next_to_publish,
-    piece_rows,
     sessions_for,
     succeed_step,
 )

@@ -25,16 +25,8 @@ from sparkjobs.execution.audio import record_wav, store_wav
 from sparkjobs.execution.dispatch import PIECE_TASK, publish_join
 from sparkjobs.execution.failures import settle
 from sparkjobs.execution.notify import announce_finished
-from sparkjobs.execution.state import (
-    fail_piece,
-    fail_step,
-    find_step,
-    finish_piece,
-    pieces_ready,
-    run_ended,
-    sessions_for,
-    start_piece,
-)
+from sparkjobs.execution.piece_state import fail_piece, finish_piece, pieces_ready, start_piece
+from sparkjobs.execution.state import fail_step, find_step, run_ended, sessions_for
 from sparkjobs.store.artifacts import link_artifact
 from sparkjobs.store.models import ArtifactRole, Status
 from sparkjobs.store.runs import finish_attempt

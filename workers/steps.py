@@ -32,17 +32,15 @@ from sparkjobs.execution.dispatch import STEP_TASK, publish_join, publish_piece,
 from sparkjobs.execution.failures import settle
 from sparkjobs.execution.notify import announce_finished
 from sparkjobs.execution.outputs import Output, run_chat, run_clone, run_custom, step_timings
+from sparkjobs.execution.piece_state import create_pieces, pieces_ready, spoken_in_one_piece
 from sparkjobs.execution.sentences import split_text
 from sparkjobs.execution.state import (
     Started,
     StepContext,
-    create_pieces,
     fail_step,
     next_to_publish,
-    pieces_ready,
     run_ended,
     sessions_for,
-    spoken_in_one_piece,
     start_step,
     succeed_step,
 )

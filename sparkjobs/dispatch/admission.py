@@ -180,7 +180,8 @@ def admit(
             the step (and run) are failed in SQL with an error naming the server.
     """
     from sparkjobs.execution.notify import announce_finished
-    from sparkjobs.execution.state import fail_piece, fail_step, sessions_for
+    from sparkjobs.execution.piece_state import fail_piece
+    from sparkjobs.execution.state import fail_step, sessions_for
 
     app = cast("SparkjobsApp", task.app)
     _current.ticket = None

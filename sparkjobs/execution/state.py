@@ -1,4 +1,4 @@
-"""The SQL a step needs: its context, its outcome, and the pieces of long speech.
+"""The SQL a step needs: its context and its outcome (its pieces: `piece_state`).
 
 Every write is keyed and guarded, so a task that runs twice changes nothing the
 second time: a finished step stays finished, a finished piece is counted once.
@@ -9,27 +9,23 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.errors import UnknownRun
 from sparkjobs.execution.templates import TemplateContext, output_text
-from sparkjobs.store.engine import insert_ignoring_conflicts, shared_sessions
+from sparkjobs.store.engine import shared_sessions
 from sparkjobs.store.models import (
-    Attempt,
-    AttemptStatus,
-    PieceStatus,
     Result,
     Run,
     Status,
     Step,
-    StepPiece,
 )
 from sparkjobs.store.runs import finish_run, finish_step, open_attempt, utc_now
 
@@ -313,127 +309,3 @@ def run_ended(session: Session, run_id: uuid.UUID) -> bool:
     not yet sent to a model server asks, since a revoke cannot stop a running thread."""
     status = session.scalar(select(Run.status).where(Run.id == run_id))
     return status is None or status.terminal
-
-
-# --- pieces of long speech ---------------------------------------------------
-
-
-def create_pieces(session: Session, step_id: uuid.UUID, texts: Sequence[str]) -> list[int]:
-    """Record the pieces of a step's text (once); the indexes still to synthesize."""
-    for number, text in enumerate(texts):
-        values = {"step_id": step_id, "index": number, "text": text, "status": PieceStatus.QUEUED}
-        insert_ignoring_conflicts(session, StepPiece, values)
-    session.execute(
-        update(Step)
-        .where(Step.id == step_id, Step.pieces_total.is_(None))
-        .values(pieces_total=len(texts))
-    )
-    return list(
-        session.scalars(
-            select(StepPiece.index)
-            .where(StepPiece.step_id == step_id, StepPiece.status != PieceStatus.SUCCEEDED)
-            .order_by(StepPiece.index)
-        )
-    )
-
-
-def start_piece(
-    session: Session, step_id: uuid.UUID, piece: int, *, task_id: str, worker: str
-) -> tuple[Attempt, str] | None:
-    """Record an attempt at one piece; None when there is nothing to do.
-
-    Nothing to do: the piece is already synthesized, or the step or run is finished
-    (failed or cancelled). The attempt is a step attempt with `piece` set.
-    """
-    step = session.scalars(
-        select(Step).where(Step.id == step_id).with_for_update()
-    ).first()  # the lock numbers attempts one after the other
-    row = session.get(StepPiece, (step_id, piece))
-    if step is None or row is None or step.status.terminal:
-        return None
-    run_status = session.scalar(select(Run.status).where(Run.id == step.run_id))
-    if row.status == PieceStatus.SUCCEEDED or run_status is None or run_status.terminal:
-        return None
-    number = session.scalar(
-        select(func.coalesce(func.max(Attempt.number), 0)).where(Attempt.step_id == step_id)
-    )
-    attempt = Attempt(
-        id=uuid.uuid4(), step_id=step_id, number=int(number or 0) + 1, task_id=task_id,
-        worker=worker, status=AttemptStatus.RUNNING, started_at=utc_now(), piece=piece,
-    )  # fmt: skip
-    session.add(attempt)
-    row.status = PieceStatus.RUNNING
-    session.flush()
-    return attempt, row.text
-
-
-def finish_piece(
-    session: Session, step_id: uuid.UUID, piece: int, *, sha256: str, ttft_ms: float | None
-) -> bool:
-    """Mark a piece synthesized and count it, once; True if the join is now due.
-
-    The count is one UPDATE ... RETURNING on the step's row: concurrent pieces are
-    serialized by its row lock, so exactly one of them reads the final count.
-    """
-    marked = session.execute(
-        update(StepPiece)
-        .where(
-            StepPiece.step_id == step_id,
-            StepPiece.index == piece,
-            StepPiece.status != PieceStatus.SUCCEEDED,
-        )
-        .values(
-            status=PieceStatus.SUCCEEDED,
-            sha256=sha256,
-            ttft_ms=ttft_ms,
-            finished_at=utc_now(),
-            error=None,
-        )
-    )
-    if cast(CursorResult[Any], marked).rowcount != 1:
-        # Counted by an earlier delivery, which may have died before publishing
-        # the join: say whether the join is still due.
-        return pieces_ready(session, step_id)
-    counted = session.execute(
-        update(Step)
-        .where(Step.id == step_id)
-        .values(pieces_done=Step.pieces_done + 1)
-        .returning(Step.pieces_done, Step.pieces_total)
-    ).one()
-    return counted.pieces_total is not None and counted.pieces_done >= counted.pieces_total
-
-
-def spoken_in_one_piece(session: Session, step_id: uuid.UUID) -> None:
-    """Count a speak step whose text was one piece, spoken by the step itself (no piece
-    rows, no join): one piece of one, as `show` reports it."""
-    session.execute(
-        update(Step)
-        .where(Step.id == step_id, Step.pieces_total.is_(None))
-        .values(pieces_total=1, pieces_done=1)
-    )
-
-
-def pieces_ready(session: Session, step_id: uuid.UUID) -> bool:
-    """Whether every piece is synthesized and the step still waits for its join."""
-    step = session.get(Step, step_id, populate_existing=True)
-    if step is None or step.status.terminal or step.pieces_total is None:
-        return False
-    return step.pieces_done >= step.pieces_total
-
-
-def fail_piece(session: Session, step_id: uuid.UUID, piece: int, error: str) -> None:
-    """Mark a piece failed (it will not be retried any more)."""
-    session.execute(
-        update(StepPiece)
-        .where(StepPiece.step_id == step_id, StepPiece.index == piece)
-        .values(status=PieceStatus.FAILED, error=error, finished_at=utc_now())
-    )
-
-
-def piece_rows(session: Session, step_id: uuid.UUID) -> list[StepPiece]:
-    """A step's pieces, in order."""
-    return list(
-        session.scalars(
-            select(StepPiece).where(StepPiece.step_id == step_id).order_by(StepPiece.index)
-        )
-    )
