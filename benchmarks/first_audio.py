@@ -5,7 +5,9 @@ node run beside it; each round sends the same short text once straight to the se
 (the baseline: one HTTP request, the whole WAV back) and once as a job through the
 scheduler (`submit_job` of `speak_job`, then `wait_for_run`, which wakes on the
 run's end announcement, until the run has succeeded and its audio is in the store).
-Both reuse one session factory, as a warm caller would. The last line is the median
+Both reuse one session factory, as a warm caller would. Before the last line it prints
+this machine's own wake-up cost (a Redis round trip right away and after as long an
+idle as one synthesis), to read the difference against. The last line is the median
 difference.
 
     .venv/bin/python benchmarks/first_audio.py [--rounds 15]
@@ -64,6 +66,34 @@ def measure(config: Config, app: SparkjobsApp, rounds: int) -> tuple[list[float]
     return direct, scheduled
 
 
+def round_trip_after_idle(config: Config, idle_s: float, samples: int = 5) -> tuple[float, float]:
+    """This machine's own cost of waking up: a Redis PING right after another (warm), and
+    after `idle_s` of sleep, as a job's processes sleep while the model synthesizes (ms).
+
+    Not part of either path: printed so that the difference can be read against it. On
+    a virtual machine whose idle CPUs sleep deeply, the first round trip after an idle
+    second can take milliseconds, and a job's path holds several such wake-ups (the
+    worker, the database server, Redis, the waiting caller); on bare metal, microseconds.
+    """
+    from sparkjobs.broker import redis_client
+
+    client = redis_client(config, timeout_s=5.0)
+    warm, cold = [], []
+    try:
+        client.ping()
+        for _ in range(samples):
+            started = time.perf_counter()
+            client.ping()
+            warm.append((time.perf_counter() - started) * 1000)
+            time.sleep(idle_s)
+            started = time.perf_counter()
+            client.ping()
+            cold.append((time.perf_counter() - started) * 1000)
+    finally:
+        client.close()
+    return median(warm), median(cold)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -102,6 +132,8 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise SystemExit("the worker did not come up")
             direct, scheduled = measure(config, app, args.rounds)
+            idle_s = median(direct) / 1000
+            warm_ms, cold_ms = round_trip_after_idle(config, idle_s)
         finally:
             worker.terminate()
             worker.wait(timeout=30)
@@ -112,6 +144,10 @@ def main() -> None:
     print(
         f"through the scheduler (submit, queue, worker, SQL, store): "
         f"median {median(scheduled):.1f} ms"
+    )
+    print(
+        f"this machine's wake-up: a Redis round trip {warm_ms:.2f} ms warm, "
+        f"{cold_ms:.2f} ms after {idle_s:.1f} s idle (median of 5; not in either path)"
     )
     print(f"median difference (scheduler - direct): {median(differences):.1f} ms")
 
