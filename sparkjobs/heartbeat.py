@@ -4,8 +4,9 @@ Every `reconciler.heartbeat_interval_s` a worker writes its own key (`worker:<na
 expiring after `heartbeat_ttl_s`) and renews a claim, with the same expiry, on every
 unit whose message it holds: reserved, running, or waiting out a countdown. A message
 it receives is claimed within `CLAIM_GATHER_S`: a Celery signal wakes the thread, so a
-message never sits unseen in a worker for a whole interval. A killed worker renews nothing; its key
-and its claims expire, which the reconciler reads as "nobody holds this any more".
+message never sits unseen in a worker for a whole interval. A killed worker renews
+nothing; its key and its claims expire, which the reconciler reads as "nobody holds
+this any more".
 """
 
 from __future__ import annotations

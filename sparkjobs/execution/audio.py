@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sparkjobs.artifacts.locate import set_manifest_digest
 from sparkjobs.artifacts.manifest import (
@@ -84,21 +84,11 @@ def store_wav(config: Config, node: str, wav: bytes) -> StoredWav:
     recorded in SQL checks that description; a step saves a file write and its fsync.
     """
     stored, manifest = describe_wav(config, node, wav)
-    _write(config, node, wav, manifest)
-    return stored
-
-
-def _write(config: Config, node: str, wav: bytes, manifest: Manifest | None = None) -> None:
-    """Write the blob, then its manifest if it has more than one chunk (`manifest`, or
-    built here)."""
     root = node_root(config, node)
     write_file(root, wav)
-    if len(wav) > MIN_CHUNK_BYTES:
-        if manifest is None:
-            builder = ManifestBuilder(len(wav))
-            builder.update(wav)
-            manifest = builder.finish()
+    if manifest.size_bytes > MIN_CHUNK_BYTES:
         write_manifest(root, manifest)
+    return stored
 
 
 @dataclass(frozen=True)
@@ -106,15 +96,16 @@ class PendingWav:
     """A WAV being written to disk on a background thread; its rows known already."""
 
     wav: StoredWav
-    future: Future[None]
+    writes: tuple[Future[Any], ...]  # the blob, and its manifest if it has one
 
     @property
     def sha256(self) -> str:
         return self.wav.sha256
 
     def durable(self) -> StoredWav:
-        """The WAV, once its file is on disk (raises what writing it raised)."""
-        self.future.result()
+        """The WAV, once its files are on disk (raises what writing them raised)."""
+        for write in self.writes:
+            write.result()
         return self.wav
 
 
@@ -125,8 +116,12 @@ def store_wav_soon(config: Config, node: str, wav: bytes) -> PendingWav:
     fsync runs, and calls `pending.durable()` last before its commit: a row never
     commits naming a file that is not on disk yet.
     """
-    writing = _writers.submit(_write, config, node, wav)  # first: the fsync is the long part
-    return PendingWav(describe_wav(config, node, wav)[0], writing)
+    root = node_root(config, node)
+    writes: list[Future[Any]] = [_writers.submit(write_file, root, wav)]  # its fsync first
+    stored, manifest = describe_wav(config, node, wav)
+    if manifest.size_bytes > MIN_CHUNK_BYTES:
+        writes.append(_writers.submit(write_manifest, root, manifest))
+    return PendingWav(stored, tuple(writes))
 
 
 def record_wav(session: Session, wav: StoredWav) -> None:

@@ -90,7 +90,8 @@ class OutageClock:
 
     Any connection handed out by a pool ends the outage: the database answered. A
     disconnect invalidates the whole pool, so after one every connection handed out
-    was made anew (or, idle, pinged: `sparkjobs.store.engine`). Shared by the worker's threads.
+    was made anew (or, idle, pinged: `sparkjobs.store.engine`). Shared by the
+    worker's threads.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import wave
 from pathlib import Path
 
 from sqlalchemy import select
@@ -18,16 +17,7 @@ from sparkjobs.store.artifacts import (
     write_file,
 )
 from sparkjobs.store.models import Artifact, ArtifactLocation
-
-
-def _wav(seconds: float, rate: int = 24000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(b"\0\0" * int(seconds * rate))
-    return buffer.getvalue()
+from tests.support.audio import silent_wav
 
 
 def test_a_blob_lands_under_its_sha256_with_no_partial_file_left(tmp_path: Path) -> None:
@@ -44,7 +34,7 @@ def test_the_same_audio_stored_twice_is_one_row_and_one_file(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
     root = artifact_root(tmp_path, "spark2")
-    audio = _wav(1.5)
+    audio = silent_wav(1.5)
     with sessions.begin() as session:
         first = store_artifact(session, root, audio, node="spark2", media_type="audio/wav")
     with sessions.begin() as session:
@@ -93,7 +83,7 @@ def test_speech_of_one_piece_links_that_piece_as_the_step_output(
         run, _ = create_run(session, job="speak", kind=RunKind.SPEAK, trigger=Trigger.SUBMIT)
         step = add_step(session, run.id, 0, service="orpheus", node="spark2")
         sha = store_artifact(
-            session, artifact_root(tmp_path, "spark2"), _wav(0.5), node="spark2",
+            session, artifact_root(tmp_path, "spark2"), silent_wav(0.5), node="spark2",
             media_type="audio/wav",
         ).sha256  # fmt: skip
         assert link_artifact(session, step.id, sha, role=ArtifactRole.PIECE)

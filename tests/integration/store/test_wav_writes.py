@@ -7,8 +7,6 @@ transaction fails with it, leaving no row that names a missing file.
 
 from __future__ import annotations
 
-import io
-import wave
 from pathlib import Path
 
 import pytest
@@ -19,16 +17,7 @@ from sparkjobs.config import Config
 from sparkjobs.execution.audio import record_wav, store_wav, store_wav_soon
 from sparkjobs.store.models import Artifact, ArtifactLocation
 from tests.fixtures_sim import sim_config
-
-
-def _wav(seconds: float, rate: int = 24000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(b"\1\0" * int(seconds * rate))
-    return buffer.getvalue()
+from tests.support.audio import silent_wav
 
 
 def _config(data_dir: Path) -> Config:
@@ -36,7 +25,7 @@ def _config(data_dir: Path) -> Config:
 
 
 def test_the_rows_written_before_the_fsync_describe_the_file_on_disk(tmp_path: Path) -> None:
-    wav = _wav(1.5)
+    wav = silent_wav(1.5)
     pending = store_wav_soon(_config(tmp_path / "a"), "n1", wav)
     described = pending.wav
     assert pending.durable() == described
@@ -55,7 +44,7 @@ def test_a_file_that_cannot_be_written_leaves_no_row(
 ) -> None:
     config = _config(tmp_path)
     (tmp_path / "artifacts").write_text("a file where the store's folder belongs")
-    pending = store_wav_soon(config, "n1", _wav(0.5))
+    pending = store_wav_soon(config, "n1", silent_wav(0.5))
 
     def finish_step() -> None:
         with sessions.begin() as session:
