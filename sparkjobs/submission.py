@@ -27,9 +27,10 @@ from sparkjobs.errors import BadInput, Unreachable
 from sparkjobs.execution.dispatch import publish_step
 from sparkjobs.execution.plan import StepPlan, plan_job
 from sparkjobs.store.engine import unreachable
+from sparkjobs.store.keyed import insert_new
 from sparkjobs.store.models import Run, RunKind, Status, Step, Trigger
 from sparkjobs.store.queries import get_run
-from sparkjobs.store.runs import create_run, insert_new, run_values, step_values, utc_now
+from sparkjobs.store.runs import create_run, run_values, step_values, utc_now
 
 if TYPE_CHECKING:
     from sparkjobs.app import SparkjobsApp
@@ -138,19 +139,27 @@ def submit_job(
         raise BadInput(f"{exc}; triggers: {', '.join(t.value for t in Trigger)}") from exc
     try:
         with _sessions(config, sessions) as factory, factory.begin() as session:
-            # Two statements for a new run: the run (its row comes back from the
-            # INSERT), then all its steps in one INSERT.
-            run, created = create_run(
-                session, job=job.name, kind=kind, trigger=how, params=merged,
-                scheduled_for=scheduled_for, interactive=interactive,
-            )  # fmt: skip
+            # Two statements: the run, then all its steps in one INSERT. A scheduled
+            # slot may be taken by another scheduler: its INSERT returns the run it
+            # created, or nothing. Any other run has a fresh key: nothing to read back.
+            if scheduled_for is None:
+                run = run_values(job=job.name, kind=kind, trigger=how, params=merged,
+                                 interactive=interactive)  # fmt: skip
+                run_id, created_at, created = run["id"], run["created_at"], True
+                insert_new(session, Run, [run])
+            else:
+                slot, created = create_run(
+                    session, job=job.name, kind=kind, trigger=how, params=merged,
+                    scheduled_for=scheduled_for, interactive=interactive,
+                )  # fmt: skip
+                run_id, created_at = slot.id, slot.created_at
             if created:
-                insert_new(session, Step, _step_rows(run.id, plans, run.created_at))
+                insert_new(session, Step, _step_rows(run_id, plans, created_at))
     except DBAPIError as exc:
         raise unreachable(config.database, exc) from exc
     if created:
-        _publish(config, app, [(run.id, job.name, plans)], interactive=interactive)
-    return Submitted(run.id, created)
+        _publish(config, app, [(run_id, job.name, plans)], interactive=interactive)
+    return Submitted(run_id, created)
 
 
 def submit_many(

@@ -29,7 +29,7 @@ from sparkjobs.backends.audio import parse_wav
 from sparkjobs.errors import BadAudio
 from sparkjobs.execution.state import sessions_for
 from sparkjobs.store.artifacts import StoredFile, artifact_path, write_file
-from sparkjobs.store.engine import insert_ignoring_conflicts, upsert
+from sparkjobs.store.keyed import insert_ignoring_conflicts, upsert
 from sparkjobs.store.models import Artifact, ArtifactLocation
 from sparkjobs.store.runs import utc_now
 

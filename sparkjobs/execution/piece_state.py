@@ -15,7 +15,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
-from sparkjobs.store.engine import insert_ignoring_conflicts
+from sparkjobs.store import statements
+from sparkjobs.store.keyed import insert_ignoring_conflicts, named_params
 from sparkjobs.store.models import Attempt, AttemptStatus, PieceStatus, Run, Step, StepPiece
 from sparkjobs.store.runs import utc_now
 
@@ -108,11 +109,7 @@ def finish_piece(
 def spoken_in_one_piece(session: Session, step_id: uuid.UUID) -> None:
     """Count a speak step whose text was one piece, spoken by the step itself (no piece
     rows, no join): one piece of one, as `show` reports it."""
-    session.execute(
-        update(Step)
-        .where(Step.id == step_id, Step.pieces_total.is_(None))
-        .values(pieces_total=1, pieces_done=1)
-    )
+    session.execute(statements.one_piece(), named_params(id=step_id))
 
 
 def pieces_ready(session: Session, step_id: uuid.UUID) -> bool:

@@ -22,7 +22,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from sparkjobs.artifacts.commit import fsync_dir, make_dirs
-from sparkjobs.store.engine import insert_ignoring_conflicts, upsert
+from sparkjobs.store.keyed import insert_ignoring_conflicts, upsert
 from sparkjobs.store.models import (
     Artifact,
     ArtifactLocation,

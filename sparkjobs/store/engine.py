@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Engine, Table, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.config.render import mask_url
 from sparkjobs.errors import Unreachable
-from sparkjobs.store.models import Base
 
 CONNECT_TIMEOUT_S = 5
 POOL_SIZE = 12  # PostgreSQL connections a process keeps open when idle
@@ -189,44 +187,3 @@ def check_reachable(engine: Engine) -> None:
             pass
     except DBAPIError as exc:
         raise unreachable(url, exc) from exc
-
-
-def insert_ignoring_conflicts(
-    session: Session, entity: type[Base], values: Mapping[str, Any]
-) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING, on either engine.
-
-    Returns:
-        True if this call inserted the row, False if a row with one of its unique keys
-        already existed (or was being inserted by a transaction that then committed).
-    """
-    table = cast(Table, entity.__table__)
-    stmt = _dialect_insert(session)(table).values(**values).on_conflict_do_nothing()
-    # SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg would report -1).
-    stmt = stmt.execution_options(preserve_rowcount=True)
-    result = cast(CursorResult[Any], session.execute(stmt))
-    return result.rowcount == 1
-
-
-def upsert(
-    session: Session, entity: type[Base], values: Mapping[str, Any], keys: tuple[str, ...]
-) -> None:
-    """INSERT, or UPDATE the non-key columns of the row with the same `keys`."""
-    stmt = _dialect_insert(session)(cast(Table, entity.__table__)).values(**values)
-    updates = {name: value for name, value in values.items() if name not in keys}
-    session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates))
-
-
-def dialect_insert(session: Session) -> Any:
-    """The INSERT construct of the session's dialect, with its ON CONFLICT clauses."""
-    return _dialect_insert(session)
-
-
-def _dialect_insert(session: Session) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from sparkjobs.store.engine import insert_ignoring_conflicts
+from sparkjobs.store.keyed import insert_ignoring_conflicts
 from sparkjobs.store.models import JobRecord, Run, Trigger
 
 

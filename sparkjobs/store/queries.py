@@ -6,6 +6,7 @@ Percentiles are computed here rather than in SQL, because SQLite has none.
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Iterable, Sequence
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from sparkjobs.errors import BadInput, UnknownRun
@@ -70,28 +71,29 @@ def get_run(session: Session, run_id: uuid.UUID | str) -> Run:
         key = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
     except ValueError as exc:
         raise UnknownRun(f"{run_id!r} is not a run id (a UUID such as {uuid.uuid4()})") from exc
-    # Three queries, one per level: the run with its steps and their results (one
-    # row per step), the attempts, and the artifacts with their locations. Waiting
-    # callers read a finished run this way, so each round trip counts.
-    steps = joinedload(Run.steps)
-    run = (
-        session.scalars(
-            select(Run)
-            .where(Run.id == key)
-            .options(
-                steps.joinedload(Step.result),
-                steps.selectinload(Step.attempts),
-                steps.selectinload(Step.artifacts)
-                .joinedload(StepArtifact.artifact, innerjoin=True)
-                .joinedload(Artifact.locations),
-            )
-        )
-        .unique()
-        .one_or_none()
-    )
+    run = session.scalars(_run_in_full(), {"run_id": key}).unique().one_or_none()
     if run is None:
         raise UnknownRun(f"no run {key} in the store; `sparkjobs runs` lists the recent ones")
     return run
+
+
+@functools.cache
+def _run_in_full() -> Select[Run]:
+    """The query of `get_run`, built once (waiting callers run it at every run's end):
+    three SELECTs, one per level: the run with its steps and their results (one row
+    per step), the attempts, and the artifacts with their locations."""
+    steps = joinedload(Run.steps)
+    return (
+        select(Run)
+        .where(Run.id == bindparam("run_id", type_=Run.__table__.c.id.type))
+        .options(
+            steps.joinedload(Step.result),
+            steps.selectinload(Step.attempts),
+            steps.selectinload(Step.artifacts)
+            .joinedload(StepArtifact.artifact, innerjoin=True)
+            .joinedload(Artifact.locations),
+        )
+    )
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,24 @@ not update objects the caller's session holds, which a caller refreshes to read.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, insert, select
+from sqlalchemy import CursorResult, select
 from sqlalchemy.orm import Session
 
 from sparkjobs.errors import BadInput, UnknownRun
 from sparkjobs.store import statements
-from sparkjobs.store.engine import dialect_insert, insert_ignoring_conflicts
+from sparkjobs.store.keyed import (
+    dialect_insert,
+    dialect_name,
+    insert_ignoring_conflicts,
+    named_params,
+    typed_values,
+)
 from sparkjobs.store.models import (
     Attempt,
     AttemptStatus,
@@ -35,7 +42,6 @@ from sparkjobs.store.models import (
     Step,
     Trigger,
 )
-from sparkjobs.store.statements import params
 
 
 @dataclass(frozen=True)
@@ -92,8 +98,8 @@ def create_run(
     )  # fmt: skip
     # One statement when the run is new: INSERT ... ON CONFLICT DO NOTHING RETURNING
     # gives the row back, or nothing when another caller holds its key or slot.
-    insert_run = dialect_insert(session)(Run).values(**values).on_conflict_do_nothing()
-    found = session.scalars(insert_run.returning(Run)).first()
+    insert_run = _insert_run(dialect_name(session), tuple(values))
+    found = session.scalars(insert_run, named_params(**values)).first()
     if found is not None:
         return found, True
     match = Run.idempotency_key == values["idempotency_key"]
@@ -102,6 +108,14 @@ def create_run(
     found = session.scalars(select(Run).where(match)).first()
     assert found is not None, "a conflicting run was inserted and is gone"
     return found, False
+
+
+@functools.cache
+def _insert_run(dialect: str, columns: tuple[str, ...]) -> Any:
+    """INSERT a run unless its key or slot is taken, returning it: built once."""
+    table = Run.__table__
+    insert_run = dialect_insert(dialect)(Run).values(typed_values(table, columns))  # type: ignore[arg-type]
+    return insert_run.on_conflict_do_nothing().returning(Run)
 
 
 def run_values(
@@ -163,15 +177,6 @@ def step_values(
         "spec": spec,
         "pieces_done": 0,
     }
-
-
-def insert_new(
-    session: Session, entity: type[Run] | type[Step], rows: list[dict[str, Any]]
-) -> None:
-    """Insert rows that cannot exist yet (fresh ids and keys, steps of runs this
-    transaction created) in one batched statement: no conflict check, no read back."""
-    if rows:
-        session.execute(insert(entity), rows)
 
 
 def add_step(
@@ -247,15 +252,18 @@ def open_attempt(
         The attempt's id.
     """
     attempt_id = uuid.uuid4()
-    values = params(id=attempt_id, step_id=step_id, task_id=task_id, worker=worker, started_at=now)
+    values = named_params(
+        id=attempt_id, step_id=step_id, task_id=task_id, worker=worker, started_at=now
+    )
     if session.get_bind().dialect.name == "postgresql":  # all three in one statement
-        values |= params(run_id=run_id, step_started_at=step_started_at or now)
+        values |= named_params(run_id=run_id, step_started_at=step_started_at or now)
         session.execute(statements.start_attempt_pg(), values)
         return attempt_id
     session.execute(statements.insert_attempt(), values)
-    session.execute(statements.start_step(), params(id=step_id, started_at=step_started_at or now))
+    started = named_params(id=step_id, started_at=step_started_at or now)
+    session.execute(statements.start_step(), started)
     if run_queued:
-        session.execute(statements.start_run(), params(id=run_id, started_at=now))
+        session.execute(statements.start_run(), named_params(id=run_id, started_at=now))
     return attempt_id
 
 
@@ -268,7 +276,7 @@ def finish_attempt(
 ) -> None:
     """Close an attempt: succeeded without `error`, failed with it. Repeats are no-ops."""
     status = AttemptStatus.FAILED if error else AttemptStatus.SUCCEEDED
-    values = params(id=attempt_id, finished_at=now or utc_now(), status=status, error=error)
+    values = named_params(id=attempt_id, finished_at=now or utc_now(), status=status, error=error)
     session.execute(statements.finish_attempt(), values)
 
 
@@ -289,7 +297,7 @@ def record_result(
     """
     if text is None and data is None:
         raise BadInput(f"record_result for step {step_id} got neither text nor data")
-    values = params(
+    values = named_params(
         step_id=step_id, text=text, data=data, task_id=task_id, created_at=now or utc_now()
     )
     insert = statements.insert_result(session.get_bind().dialect.name)
@@ -329,7 +337,7 @@ def finish_step(
             started = session.scalar(select(Attempt.started_at).where(Attempt.id == attempt_id))
     started = started or session.scalar(select(Step.started_at).where(Step.id == step_id))
     latency_ms = (now - started).total_seconds() * 1000 if started else None
-    values = params(
+    values = named_params(
         id=step_id, status=status, finished_at=now, error=error, latency_ms=latency_ms,
         **asdict(timings or StepTimings()),
     )  # fmt: skip
@@ -359,7 +367,7 @@ def succeed_at_once(
     """
     now = now or utc_now()
     latency_ms = (now - started_at).total_seconds() * 1000
-    values = params(
+    values = named_params(
         step_id=step_id, text=text, data=data, task_id=task_id, finished_at=now,
         attempt_id=attempt_id, run_id=run_id, last=last, latency_ms=latency_ms,
         **asdict(timings or StepTimings()),
@@ -383,7 +391,7 @@ def finish_run(
     status = Status(status)
     if not status.terminal:
         raise BadInput(f"finish_run needs a final status, not {status.value!r}")
-    values = params(id=run_id, status=status, finished_at=now or utc_now(), error=error)
+    values = named_params(id=run_id, status=status, finished_at=now or utc_now(), error=error)
     result = session.execute(statements.finish_run(), values)
     return cast(CursorResult[Any], result).rowcount == 1
 

@@ -4,7 +4,7 @@ Starting and finishing a step are a handful of INSERTs and UPDATEs that run for 
 message a worker takes. Built per call, each costs more Python (constructing the
 expression, computing its cache key, the ORM's bookkeeping) than its round trip to
 the database; built once on the tables, with typed parameters, a call only binds
-values. Each statement's parameters are named `p_<column>`.
+values. Each statement's parameters are named `p_<column>` (`keyed.named_params`).
 """
 
 from __future__ import annotations
@@ -16,18 +16,13 @@ from sqlalchemy import Boolean, Table, bindparam, exists, func, literal, select,
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from sparkjobs.store.keyed import typed_param
 from sparkjobs.store.models import TERMINAL, Attempt, AttemptStatus, Result, Run, Status, Step
 
 
 def _table(entity: type[Any]) -> Table:
     table: Table = entity.__table__
     return table
-
-
-def _param(table: Table, column: str) -> Any:
-    """A parameter typed as `column`, so its value goes through the column's type
-    (aware times stored as UTC on SQLite, enums as their values)."""
-    return bindparam(f"p_{column}", type_=table.c[column].type)
 
 
 @functools.cache
@@ -40,17 +35,17 @@ def insert_attempt() -> Any:
     attempts = _table(Attempt)
     number = (
         select(func.coalesce(func.max(attempts.c.number), 0) + literal(1))
-        .where(attempts.c.step_id == _param(attempts, "step_id"))
+        .where(attempts.c.step_id == typed_param(attempts, "step_id"))
         .scalar_subquery()
     )
     return attempts.insert().values(
-        id=_param(attempts, "id"),
-        step_id=_param(attempts, "step_id"),
+        id=typed_param(attempts, "id"),
+        step_id=typed_param(attempts, "step_id"),
         number=number,
-        task_id=_param(attempts, "task_id"),
-        worker=_param(attempts, "worker"),
+        task_id=typed_param(attempts, "task_id"),
+        worker=typed_param(attempts, "worker"),
         status=AttemptStatus.RUNNING,
-        started_at=_param(attempts, "started_at"),
+        started_at=typed_param(attempts, "started_at"),
     )
 
 
@@ -60,8 +55,8 @@ def start_step() -> Any:
     steps = _table(Step)
     return (
         update(steps)
-        .where(steps.c.id == _param(steps, "id"))
-        .values(status=Status.RUNNING, started_at=_param(steps, "started_at"))
+        .where(steps.c.id == typed_param(steps, "id"))
+        .values(status=Status.RUNNING, started_at=typed_param(steps, "started_at"))
     )
 
 
@@ -71,8 +66,8 @@ def start_run() -> Any:
     runs = _table(Run)
     return (
         update(runs)
-        .where(runs.c.id == _param(runs, "id"), runs.c.status == Status.QUEUED)
-        .values(status=Status.RUNNING, started_at=_param(runs, "started_at"))
+        .where(runs.c.id == typed_param(runs, "id"), runs.c.status == Status.QUEUED)
+        .values(status=Status.RUNNING, started_at=typed_param(runs, "started_at"))
     )
 
 
@@ -82,12 +77,23 @@ def finish_attempt() -> Any:
     attempts = _table(Attempt)
     return (
         update(attempts)
-        .where(attempts.c.id == _param(attempts, "id"), attempts.c.finished_at.is_(None))
+        .where(attempts.c.id == typed_param(attempts, "id"), attempts.c.finished_at.is_(None))
         .values(
-            finished_at=_param(attempts, "finished_at"),
-            status=_param(attempts, "status"),
-            error=_param(attempts, "error"),
+            finished_at=typed_param(attempts, "finished_at"),
+            status=typed_param(attempts, "status"),
+            error=typed_param(attempts, "error"),
         )
+    )
+
+
+@functools.cache
+def one_piece() -> Any:
+    """UPDATE a speak step spoken by its own task to one piece of one. Parameters: id."""
+    steps = _table(Step)
+    return (
+        update(steps)
+        .where(steps.c.id == typed_param(steps, "id"), steps.c.pieces_total.is_(None))
+        .values(pieces_total=1, pieces_done=1)
     )
 
 
@@ -103,8 +109,8 @@ def finish_step() -> Any:
     steps = _table(Step)
     return (
         update(steps)
-        .where(steps.c.id == _param(steps, "id"), steps.c.status.not_in(TERMINAL))
-        .values({name: _param(steps, name) for name in STEP_OUTCOME})
+        .where(steps.c.id == typed_param(steps, "id"), steps.c.status.not_in(TERMINAL))
+        .values({name: typed_param(steps, name) for name in STEP_OUTCOME})
     )
 
 
@@ -114,11 +120,11 @@ def finish_run() -> Any:
     runs = _table(Run)
     return (
         update(runs)
-        .where(runs.c.id == _param(runs, "id"), runs.c.status.not_in(TERMINAL))
+        .where(runs.c.id == typed_param(runs, "id"), runs.c.status.not_in(TERMINAL))
         .values(
-            status=_param(runs, "status"),
-            finished_at=_param(runs, "finished_at"),
-            error=_param(runs, "error"),
+            status=typed_param(runs, "status"),
+            finished_at=typed_param(runs, "finished_at"),
+            error=typed_param(runs, "error"),
         )
     )
 
@@ -132,16 +138,11 @@ def insert_result(dialect: str) -> Any:
     names = ("step_id", "text", "data", "task_id", "created_at")
     return (
         insert(results)
-        .values({name: _param(results, name) for name in names})
+        .values({name: typed_param(results, name) for name in names})
         .on_conflict_do_nothing()
         # SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg would say -1).
         .execution_options(preserve_rowcount=True)
     )
-
-
-def params(**values: Any) -> dict[str, Any]:
-    """The parameters of one of these statements: `p_` before each column name."""
-    return {f"p_{name}": value for name, value in values.items()}
 
 
 # --- PostgreSQL: one statement for what takes several elsewhere -----------------
@@ -174,7 +175,7 @@ def start_attempt_pg() -> Any:
     run = (
         update(runs)
         .where(runs.c.id == _named("run_id", runs, "id"), runs.c.status == Status.QUEUED)
-        .values(status=Status.RUNNING, started_at=_param(runs, "started_at"))
+        .values(status=Status.RUNNING, started_at=typed_param(runs, "started_at"))
         .returning(runs.c.id)
         .cte("run")
     )
@@ -192,8 +193,8 @@ def succeed_step_pg() -> Any:
     call finished the step, else 0.
     """
     steps, runs, attempts, results = _table(Step), _table(Run), _table(Attempt), _table(Result)
-    now = _param(steps, "finished_at")
-    stored = {name: _param(results, name) for name in ("step_id", "text", "data", "task_id")}
+    now = typed_param(steps, "finished_at")
+    stored = {name: typed_param(results, name) for name in ("step_id", "text", "data", "task_id")}
     result = (
         pg_insert(results)
         .values(created_at=now, **stored)
@@ -209,7 +210,7 @@ def succeed_step_pg() -> Any:
         .returning(attempts.c.id)
         .cte("attempt")
     )  # fmt: skip
-    outcome = {name: _param(steps, name) for name in STEP_OUTCOME[3:]}
+    outcome = {name: typed_param(steps, name) for name in STEP_OUTCOME[3:]}
     step = (
         update(steps)
         .where(steps.c.id == _named("step_id", steps, "id"), steps.c.status.not_in(TERMINAL))
