@@ -79,9 +79,13 @@ def get_run(session: Session, run_id: uuid.UUID | str) -> Run:
 
 @functools.cache
 def _run_in_full() -> Select[Run]:
-    """The query of `get_run`, built once (waiting callers run it at every run's end):
-    three SELECTs, one per level: the run with its steps and their results (one row
-    per step), the attempts, and the artifacts with their locations."""
+    """The query of `get_run`, built once (a waiting caller runs it at every run's end).
+
+    Two SELECTs: the run joined with its steps, their results, and their artifacts
+    with their locations (a row per artifact and copy); then the attempts. Attempts
+    are not joined too: rows would multiply, attempts by artifacts, and speech of many
+    pieces has many of both.
+    """
     steps = joinedload(Run.steps)
     return (
         select(Run)
@@ -89,7 +93,7 @@ def _run_in_full() -> Select[Run]:
         .options(
             steps.joinedload(Step.result),
             steps.selectinload(Step.attempts),
-            steps.selectinload(Step.artifacts)
+            steps.joinedload(Step.artifacts)
             .joinedload(StepArtifact.artifact, innerjoin=True)
             .joinedload(Artifact.locations),
         )
