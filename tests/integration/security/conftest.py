@@ -142,16 +142,19 @@ def secured(locked_redis: LockedRedis, database_url: str, tmp_path: Path) -> Ite
     schedules.mkdir()
     (schedules / "briefing.py").write_text(JOB_FILE)
     prefix = f"sjtest-{uuid.uuid4().hex[:10]}:"
-    metrics = free_ports(2)
-    document = tomllib.loads(
-        cluster_toml(
-            broker_url=locked_redis.url(),
-            broker_key_prefix=prefix,
-            database_url=with_password(database_url),
-            data_dir=str(data_dir),
-            schedules_dir=str(schedules),
-        )
+    text = cluster_toml(
+        broker_url=locked_redis.url(),
+        broker_key_prefix=prefix,
+        database_url=with_password(database_url),
+        data_dir=str(data_dir),
+        schedules_dir=str(schedules),
     )
+    document = tomllib.loads(text)
+    # The config's own ports were free when it was written, and so released: a port
+    # picked now could be one of them, which `config check` rightly refuses.
+    metrics = free_ports(2)
+    while any(f":{port}" in text for port in metrics):
+        metrics = free_ports(2)
     merge(
         document,
         {
