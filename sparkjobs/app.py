@@ -89,7 +89,6 @@ def create_app(config: Config, *, role: Role = "client") -> SparkjobsApp:
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_soft_shutdown_timeout=config.worker.shutdown_grace_s,
-        worker_enable_soft_shutdown_on_idle=True,
         # Explicit queues: one per node, and a typo never creates an orphan queue.
         task_queues=[Queue(node, routing_key=node) for node in config.nodes],
         task_default_queue=config.first_node(),

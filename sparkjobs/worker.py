@@ -3,7 +3,7 @@ and serves the node's artifacts.
 
 The work is HTTP calls to model servers that mostly wait, so threads, not
 prefork children. On SIGTERM the worker stops taking work, gives running tasks
-the configured grace period, hands the rest back to the broker, and exits.
+up to the configured grace period, hands the rest back to the broker, and exits.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, NoReturn
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery.concurrency.thread import TaskPool
 
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 
 
 class HandBackThreadPool(TaskPool):
-    """Celery's thread pool, except that stopping never waits for running tasks.
+    """Celery's thread pool, except that stopping never waits for running tasks,
+    and that it knows which tasks are still running.
 
     By the time the pool stops, the soft shutdown has already given tasks their
     grace period and the consumer has handed unacknowledged messages back; a
@@ -46,8 +48,55 @@ class HandBackThreadPool(TaskPool):
 
     executor: ThreadPoolExecutor
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = threading.Lock()
+        self._running: set[Future[Any]] = set()
+
+    def on_apply(self, *args: Any, **kwargs: Any) -> Any:
+        applied = super().on_apply(*args, **kwargs)
+        with self._lock:
+            self._running.add(applied.f)
+        applied.f.add_done_callback(self._done)
+        return applied
+
+    def running(self) -> list[Future[Any]]:
+        """The tasks not finished yet. A task's future completes only after its
+        callback has run, so a finished task has been acknowledged too."""
+        with self._lock:
+            return list(self._running)
+
     def on_stop(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def _done(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._running.discard(future)
+
+
+class GraceUntilIdle:
+    """A worker's soft shutdown that ends as soon as no task runs.
+
+    Celery's own sleeps the whole `worker_soft_shutdown_timeout` whenever a task
+    runs (or always, with `worker_enable_soft_shutdown_on_idle`): a worker with
+    nothing to finish would keep `up`, systemd or a deploy waiting for nothing.
+    Mixed into the app's `Worker` class by `run_worker`.
+    """
+
+    app: Any
+    pool: Any
+
+    def wait_for_soft_shutdown(self) -> None:
+        grace_s = float(self.app.conf.worker_soft_shutdown_timeout or 0)
+        running = self.pool.running() if isinstance(self.pool, HandBackThreadPool) else []
+        if grace_s <= 0 or not running:
+            return
+        log.warning(
+            "stopping: %d running task(s) get up to %g s to finish; the rest go back to the queue",
+            len(running),
+            grace_s,
+        )
+        wait(running, timeout=grace_s)
 
 
 def worker_concurrency(config: Config, node: str) -> int:
@@ -111,7 +160,8 @@ def run_worker(config: Config, node: str, *, loglevel: str = "INFO") -> NoReturn
     os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
     app = create_app(config, role="daemon")
     quiet_task_lines(loglevel)
-    worker = app.Worker(
+    worker_class = type("Worker", (GraceUntilIdle, app.Worker), {})
+    worker = worker_class(
         hostname=worker_name(node),
         queues=[queue],
         pool=f"{__name__}:HandBackThreadPool",

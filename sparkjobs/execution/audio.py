@@ -17,7 +17,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sparkjobs.artifacts.locate import set_manifest_digest
 from sparkjobs.artifacts.manifest import (
     MIN_CHUNK_BYTES,
     Manifest,
@@ -29,7 +28,7 @@ from sparkjobs.backends.audio import parse_wav
 from sparkjobs.errors import BadAudio
 from sparkjobs.execution.state import sessions_for
 from sparkjobs.store.artifacts import StoredFile, artifact_path, write_file
-from sparkjobs.store.keyed import insert_ignoring_conflicts, upsert
+from sparkjobs.store.keyed import insert_or_fill, upsert
 from sparkjobs.store.models import Artifact, ArtifactLocation
 from sparkjobs.store.runs import utc_now
 
@@ -126,15 +125,15 @@ def store_wav_soon(config: Config, node: str, wav: bytes) -> PendingWav:
 
 def record_wav(session: Session, wav: StoredWav) -> None:
     """Write the rows of a stored WAV (artifact with its manifest digest, location) in
-    the caller's transaction; repeats change nothing but the location's freshness."""
+    the caller's transaction; repeats change nothing but the location's freshness
+    (and give an artifact row recorded without a manifest digest this one)."""
     now = utc_now()
     values = {
         "sha256": wav.sha256, "size_bytes": wav.file.size_bytes, "media_type": WAV,
         "duration_s": wav.duration_s, "sample_rate_hz": wav.sample_rate_hz,
         "created_at": now, "manifest_sha256": wav.manifest_sha256,
     }  # fmt: skip
-    if not insert_ignoring_conflicts(session, Artifact, values):
-        set_manifest_digest(session, wav.sha256, wav.manifest_sha256)  # a row without one
+    insert_or_fill(session, Artifact, values, keys=("sha256",), fill=("manifest_sha256",))
     location = {"sha256": wav.sha256, "node": wav.node, "path": str(wav.file.path),
                 "verified_at": now}  # fmt: skip
     upsert(session, ArtifactLocation, location, keys=("sha256", "node"))

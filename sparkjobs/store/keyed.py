@@ -14,7 +14,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam
+from sqlalchemy import CursorResult, Table, bindparam, func, or_
 from sqlalchemy.orm import Session
 
 from sparkjobs.store.models import Base
@@ -52,6 +52,21 @@ def upsert(
 ) -> None:
     """INSERT, or UPDATE the non-key columns of the row with the same `keys`."""
     statement = _upsert(dialect_name(session), _table(entity), tuple(values), keys)
+    session.execute(statement, named_params(**values))
+
+
+def insert_or_fill(
+    session: Session,
+    entity: type[Base],
+    values: Mapping[str, Any],
+    *,
+    keys: tuple[str, ...],
+    fill: tuple[str, ...],
+) -> None:
+    """INSERT, or give the row with the same `keys` the values of its `fill` columns
+    that it has none for (NULL); a value already there is never replaced, and a row
+    with every `fill` column set is not written at all. One statement either way."""
+    statement = _insert_or_fill(dialect_name(session), _table(entity), tuple(values), keys, fill)
     session.execute(statement, named_params(**values))
 
 
@@ -103,3 +118,17 @@ def _upsert(dialect: str, table: Table, columns: tuple[str, ...], keys: tuple[st
     statement = dialect_insert(dialect)(table).values(typed_values(table, columns))
     updates = {name: statement.excluded[name] for name in columns if name not in keys}
     return statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
+
+
+@functools.cache
+def _insert_or_fill(
+    dialect: str,
+    table: Table,
+    columns: tuple[str, ...],
+    keys: tuple[str, ...],
+    fill: tuple[str, ...],
+) -> Any:
+    statement = dialect_insert(dialect)(table).values(typed_values(table, columns))
+    updates = {name: func.coalesce(table.c[name], statement.excluded[name]) for name in fill}
+    missing = or_(*(table.c[name].is_(None) for name in fill))
+    return statement.on_conflict_do_update(index_elements=list(keys), set_=updates, where=missing)

@@ -62,6 +62,26 @@ def test_an_upsert_updates_the_non_key_columns_of_the_row_with_its_keys(
         assert {row.node: row.path for row in rows} == {"spark1": "/y/1", "spark2": "/x/2"}
 
 
+def test_insert_or_fill_gives_a_row_only_the_values_it_lacks(
+    sessions: sessionmaker[Session],
+) -> None:
+    def write(sha256: str, size_bytes: int, digest: str) -> None:
+        values = {**_artifact(sha256, size_bytes), "manifest_sha256": digest}
+        with sessions.begin() as session:
+            keyed.insert_or_fill(session, Artifact, values, keys=("sha256",),
+                                 fill=("manifest_sha256",))  # fmt: skip
+
+    with sessions.begin() as session:  # a row recorded without a digest
+        keyed.insert_ignoring_conflicts(session, Artifact, _artifact("a" * 64, 10))
+    write("a" * 64, 99, "d1")  # fills the digest, keeps the size
+    write("a" * 64, 99, "d2")  # a digest is never replaced
+    write("b" * 64, 20, "d3")  # a new row goes in whole
+    with sessions() as session:
+        found = session.scalars(select(Artifact))
+        rows = {a.sha256: (a.size_bytes, a.manifest_sha256) for a in found}
+    assert rows == {"a" * 64: (10, "d1"), "b" * 64: (20, "d3")}
+
+
 def test_new_rows_go_in_with_their_types_in_one_batch(sessions: sessionmaker[Session]) -> None:
     later = NOW + timedelta(minutes=1)
     runs = [
