@@ -50,7 +50,9 @@ class HandBackThreadPool(TaskPool):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._lock = threading.Lock()
+        # Re-entrant: the soft shutdown reads `running()` from a signal handler, which
+        # may interrupt the main thread inside `on_apply`.
+        self._lock = threading.RLock()
         self._running: set[Future[Any]] = set()
 
     def on_apply(self, *args: Any, **kwargs: Any) -> Any:

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sparkjobs.broker import key
-from sparkjobs.dispatch.health import HealthBoard, Probe, ServerState
+from sparkjobs.dispatch.health import HealthBoard, Probe, Reading, ServerState
 from sparkjobs.dispatch.leases import Lease, Leases, Renewer
 from sparkjobs.dispatch.waits import Wait, WaitKind
 from sparkjobs.errors import PermanentError
@@ -83,7 +83,14 @@ class Gate:
             ServerUnavailable: the server has been down or loading past the deadline.
         """
         spec = self.config.services[service]
-        reading = self.board.read(service)
+        limit = spec.in_flight_limit
+        # One round trip: the health reading, and a slot if the reading allows one.
+        lease, attempt = self.leases.try_acquire(
+            service, limit, interactive=interactive, waiter=waiter,
+            waiter_ttl_s=self._waiter_ttl_s(), health_key=self.board.key(service),
+            healthy=ServerState.UP.value,
+        )  # fmt: skip
+        reading = None if attempt.health is None else Reading.from_json(attempt.health)
         if reading is not None and not reading.state.reachable:
             waited_s = (now - health_wait_since).total_seconds() if health_wait_since else 0.0
             deadline_s = self.config.dispatch.wait_deadline_s
@@ -100,9 +107,9 @@ class Gate:
             return Wait(
                 WaitKind.BACKPRESSURE, text, min(self.cap_s, _between(BACKPRESSURE_RETRY_S))
             )
-        limit = spec.in_flight_limit
-        poll_s = self.config.dispatch.lease_poll_s if poll else 0.0
-        lease = self._poll(service, limit, poll_s, waiter=waiter, interactive=interactive)
+        if lease is None and poll:
+            poll_s = self.config.dispatch.lease_poll_s
+            lease = self._poll(service, limit, poll_s, waiter=waiter, interactive=interactive)
         if lease is not None:
             self.renewer.add(lease)
             return lease
@@ -113,18 +120,22 @@ class Gate:
     def _poll(
         self, service: str, limit: int, poll_s: float, *, waiter: str, interactive: bool
     ) -> Lease | None:
-        """Try for a slot for up to `poll_s`, woken when one is released."""
+        """After a try that found no slot: wait up to `poll_s` for one, woken when one
+        is released, and try again."""
         until = time.monotonic() + poll_s
-        # An interactive waiter stays registered a little beyond its next try.
-        waiter_ttl_s = self.config.dispatch.lease_poll_s + LEASE_RETRY_S[1] + 5.0
-        while True:
-            lease, _ = self.leases.try_acquire(
-                service, limit, interactive=interactive, waiter=waiter, waiter_ttl_s=waiter_ttl_s
-            )
-            left = until - time.monotonic()
-            if lease is not None or left <= 0:
-                return lease
+        while (left := until - time.monotonic()) > 0:
             self.client.blpop([self.freed_key(service)], timeout=min(WAKE_S, left))
+            lease, _ = self.leases.try_acquire(
+                service, limit, interactive=interactive, waiter=waiter,
+                waiter_ttl_s=self._waiter_ttl_s(),
+            )  # fmt: skip
+            if lease is not None:
+                return lease
+        return None
+
+    def _waiter_ttl_s(self) -> float:
+        """An interactive waiter stays registered a little beyond its next try."""
+        return self.config.dispatch.lease_poll_s + LEASE_RETRY_S[1] + 5.0
 
     def freed_key(self, service: str) -> str:
         return key(self.config, "lease", service, "freed")

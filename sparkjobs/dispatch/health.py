@@ -172,9 +172,13 @@ class HealthBoard:
         self.config = config
         self._prefix = key(config, "health", "")
 
+    def key(self, service: str) -> str:
+        """The Redis key of `service`'s reading."""
+        return self._prefix + service
+
     def read(self, service: str) -> Reading | None:
         """The live reading of `service`; None when nobody published one lately."""
-        raw = self.client.get(self._prefix + service)
+        raw = self.client.get(self.key(service))
         return None if raw is None else Reading.from_json(cast(bytes, raw))
 
     def publish(self, service: str, probe: Probe, *, now: float | None = None) -> Reading:
@@ -184,5 +188,5 @@ class HealthBoard:
         since = previous.since if previous and previous.state == probe.state else now
         reading = Reading(service, probe.state, probe.detail, since, now)
         ttl_ms = max(1, round(self.config.dispatch.health_ttl_s * 1000))
-        self.client.set(self._prefix + service, reading.to_json(), px=ttl_ms)
+        self.client.set(self.key(service), reading.to_json(), px=ttl_ms)
         return reading

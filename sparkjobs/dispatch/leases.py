@@ -26,19 +26,32 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# KEYS: holders zset, interactive waiters zset.
-# ARGV: holder, limit, ttl_ms, interactive (0/1), waiter, waiter_ttl_ms.
-# Returns {admitted (0/1), holders, interactive waiters}.
+# KEYS: holders zset, interactive waiters zset, and optionally the service's health
+# reading (a JSON string, `sparkjobs.dispatch.health.Reading`).
+# ARGV: holder, limit, ttl_ms, interactive (0/1), waiter, waiter_ttl_ms, and with the
+# reading, the state that admits ("up").
+# Returns {admitted (0/1), holders, interactive waiters, the reading or nil}. A reading
+# in any other state admits nobody and registers no waiter: the caller reads why.
 ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local reading = false
+if KEYS[3] then
+  reading = redis.call('GET', KEYS[3])
+  if reading then
+    local ok, decoded = pcall(cjson.decode, reading)
+    if ok and type(decoded) == 'table' and decoded['state'] ~= ARGV[7] then
+      return {0, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), reading}
+    end
+  end
+end
 local limit = tonumber(ARGV[2])
 local interactive = ARGV[4] == '1'
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-  return {1, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])}
+  return {1, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), reading}
 end
 local held = redis.call('ZCARD', KEYS[1])
 local waiting = redis.call('ZCARD', KEYS[2])
@@ -54,7 +67,7 @@ if admitted then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
   if interactive then redis.call('ZREM', KEYS[2], ARGV[5]) end
-  return {1, held + 1, waiting}
+  return {1, held + 1, waiting, reading}
 end
 if interactive then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[5])
@@ -63,7 +76,7 @@ if interactive then
   end
   waiting = waiting + 1
 end
-return {0, held, waiting}
+return {0, held, waiting, reading}
 """
 
 # KEYS: holders zset. ARGV: holder, ttl_ms. Returns 1 if the lease was still held.
@@ -96,6 +109,7 @@ class Attempt:
     admitted: bool
     held: int  # holders after the try
     interactive_waiting: int
+    health: bytes | None = None  # the reading read with it (`try_acquire(health_key=)`)
 
 
 @dataclass(frozen=True)
@@ -138,9 +152,14 @@ class Leases:
         interactive: bool = False,
         waiter: str = "",
         waiter_ttl_s: float = 0.0,
+        health_key: str | None = None,
+        healthy: str = "up",
     ) -> tuple[Lease | None, Attempt]:
         """Take a slot of `service` if fewer than `limit` are held (and, for background
         work, more are free than interactive waiters want).
+
+        With `health_key`, the service's health reading is read in the same round trip
+        (`Attempt.health`), and a reading whose state is not `healthy` admits nobody.
 
         Args:
             holder: the lease's id (default: a fresh one).
@@ -153,8 +172,12 @@ class Leases:
         keys = [self.holders_key(service), self.waiters_key(service)]
         waiter_ttl_ms = max(1, round(waiter_ttl_s * 1000))
         args = [holder, limit, self.ttl_ms, int(interactive), waiter or holder, waiter_ttl_ms]
-        admitted, held, waiting = self._acquire(keys=keys, args=args)
-        attempt = Attempt(bool(admitted), int(held), int(waiting))
+        if health_key is not None:
+            keys.append(health_key)
+            args.append(healthy)
+        admitted, held, waiting, *reading = self._acquire(keys=keys, args=args)
+        health = reading[0] if reading else None
+        attempt = Attempt(bool(admitted), int(held), int(waiting), health)
         return (Lease(service, holder) if attempt.admitted else None), attempt
 
     def renew(self, lease: Lease) -> bool:

@@ -4,6 +4,7 @@ themselves, interactive waiters go first."""
 from __future__ import annotations
 
 import functools
+import json
 import threading
 import time
 
@@ -11,7 +12,7 @@ import pytest
 
 from sparkjobs.broker import key
 from sparkjobs.config.model import Config
-from sparkjobs.dispatch.leases import Lease, Leases
+from sparkjobs.dispatch.leases import Attempt, Lease, Leases
 from tests.fixtures_services import Broker
 
 pytestmark = pytest.mark.redis
@@ -125,3 +126,35 @@ def test_an_interactive_waiter_that_gives_up_stops_holding_slots_back(broker: Br
         background, _ = leases.try_acquire("gemma", 1)
         time.sleep(0.05)
     assert background is not None
+
+
+def test_a_reading_that_is_not_up_admits_nobody_and_is_read_in_the_same_try(
+    leases: Leases, broker: Broker
+) -> None:
+    health = key(Config(broker_url=broker.url, broker_key_prefix=broker.prefix), "health", "gemma")
+    fields = {"service": "gemma", "detail": "", "since": 1.0, "checked": 2.0}
+
+    def publish(state: str) -> bytes:
+        text = json.dumps({**fields, "state": state}).encode()
+        broker.client.set(health, text)
+        return text
+
+    def attempt(interactive: bool = False) -> tuple[Lease | None, Attempt]:
+        return leases.try_acquire("gemma", 2, interactive=interactive, waiter="run-i:0:",
+                                  waiter_ttl_s=30, health_key=health)  # fmt: skip
+
+    # No reading published yet: a slot, and no reading.
+    lease, found = attempt()
+    assert lease is not None
+    assert found.health is None
+    leases.release(lease)
+    for state in ("down", "loading", "overloaded"):
+        published = publish(state)
+        lease, found = attempt(interactive=True)
+        assert lease is None
+        assert found.health == published
+        assert (found.held, found.interactive_waiting) == (0, 0)  # no waiter registered
+    published = publish("up")
+    lease, found = attempt()
+    assert lease is not None
+    assert (found.health, found.held) == (published, 1)
