@@ -175,8 +175,7 @@ class Leases:
         if health_key is not None:
             keys.append(health_key)
             args.append(healthy)
-        admitted, held, waiting, *reading = self._acquire(keys=keys, args=args)
-        health = reading[0] if reading else None
+        admitted, held, waiting, health = self._acquire(keys=keys, args=args)
         attempt = Attempt(bool(admitted), int(held), int(waiting), health)
         return (Lease(service, holder) if attempt.admitted else None), attempt
 
