@@ -73,8 +73,8 @@ def ensure_local(
             write_manifest(root, manifest)
             with sessions.begin() as session:
                 stored = StoredFile(sha256, fetched.size_bytes, dest)
-                record_row(session, stored, node=node, media_type=info.media_type)
-                set_manifest_digest(session, sha256, manifest.digest())
+                record_row(session, stored, node=node, media_type=info.media_type,
+                           manifest_sha256=manifest.digest())  # fmt: skip
     return dest
 
 

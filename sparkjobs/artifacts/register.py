@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from sparkjobs.artifacts.commit import commit, disk_full, is_disk_full, preallocate
-from sparkjobs.artifacts.locate import set_manifest_digest
 from sparkjobs.artifacts.manifest import Manifest, ManifestBuilder, build_manifest, write_manifest
 from sparkjobs.errors import CorruptArtifact
 from sparkjobs.store.artifacts import PARTIAL, StoredFile, artifact_path, artifact_root, write_file
@@ -72,8 +71,7 @@ def record(
     write_manifest(root, manifest)
     digest = manifest.digest()
     with sessions.begin() as session:
-        record_row(session, stored, node=node, media_type=media_type)
-        set_manifest_digest(session, stored.sha256, digest)
+        record_row(session, stored, node=node, media_type=media_type, manifest_sha256=digest)
     return Registered(stored.sha256, stored.size_bytes, node, stored.path, digest)
 
 

@@ -87,8 +87,8 @@ class Gate:
         # One round trip: the health reading, and a slot if the reading allows one.
         lease, attempt = self.leases.try_acquire(
             service, limit, interactive=interactive, waiter=waiter,
-            waiter_ttl_s=self._waiter_ttl_s(), health_key=self.board.key(service),
-            healthy=ServerState.UP.value,
+            waiter_ttl_s=self._waiter_ttl_s(),
+            health=(self.board.key(service), ServerState.UP.value),
         )  # fmt: skip
         reading = None if attempt.health is None else Reading.from_json(attempt.health)
         if reading is not None and not reading.state.reachable:

@@ -109,7 +109,7 @@ class Attempt:
     admitted: bool
     held: int  # holders after the try
     interactive_waiting: int
-    health: bytes | None = None  # the reading read with it (`try_acquire(health_key=)`)
+    health: bytes | None = None  # the reading read with it (`try_acquire(health=)`)
 
 
 @dataclass(frozen=True)
@@ -152,14 +152,14 @@ class Leases:
         interactive: bool = False,
         waiter: str = "",
         waiter_ttl_s: float = 0.0,
-        health_key: str | None = None,
-        healthy: str = "up",
+        health: tuple[str, str] | None = None,
     ) -> tuple[Lease | None, Attempt]:
         """Take a slot of `service` if fewer than `limit` are held (and, for background
         work, more are free than interactive waiters want).
 
-        With `health_key`, the service's health reading is read in the same round trip
-        (`Attempt.health`), and a reading whose state is not `healthy` admits nobody.
+        With `health`, the service's health reading is read in the same round trip
+        (`Attempt.health`), and a reading in any other state than the healthy one
+        admits nobody; no reading at all admits as usual.
 
         Args:
             holder: the lease's id (default: a fresh one).
@@ -167,16 +167,18 @@ class Leases:
             waiter: the caller's stable id across retries (a run's step or piece);
                 an interactive caller that gets no slot is registered under it.
             waiter_ttl_s: how long that registration lasts without a new try.
+            health: the key of the service's health reading and the state that admits
+                (the caller's health model, not this module's).
         """
         holder = holder or uuid.uuid4().hex
         keys = [self.holders_key(service), self.waiters_key(service)]
         waiter_ttl_ms = max(1, round(waiter_ttl_s * 1000))
         args = [holder, limit, self.ttl_ms, int(interactive), waiter or holder, waiter_ttl_ms]
-        if health_key is not None:
-            keys.append(health_key)
-            args.append(healthy)
-        admitted, held, waiting, health = self._acquire(keys=keys, args=args)
-        attempt = Attempt(bool(admitted), int(held), int(waiting), health)
+        if health is not None:
+            keys.append(health[0])
+            args.append(health[1])
+        admitted, held, waiting, reading = self._acquire(keys=keys, args=args)
+        attempt = Attempt(bool(admitted), int(held), int(waiting), reading)
         return (Lease(service, holder) if attempt.admitted else None), attempt
 
     def renew(self, lease: Lease) -> bool:

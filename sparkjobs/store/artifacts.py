@@ -22,7 +22,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from sparkjobs.artifacts.commit import fsync_dir, make_dirs
-from sparkjobs.store.keyed import insert_ignoring_conflicts, upsert
+from sparkjobs.store.keyed import insert_ignoring_conflicts, insert_or_fill, upsert
 from sparkjobs.store.models import (
     Artifact,
     ArtifactLocation,
@@ -93,11 +93,14 @@ def record_artifact(
     media_type: str,
     duration_s: float | None = None,
     sample_rate_hz: int | None = None,
+    manifest_sha256: str | None = None,
     now: datetime | None = None,
 ) -> Artifact:
     """Insert the artifact's row (once) and this node's location (refreshed each time).
 
     For WAV audio, the duration and sample rate are read from the file when not given.
+    A `manifest_sha256` is recorded on a row that has none yet, in the same statement
+    (a digest already recorded is never replaced).
     """
     now = now or utc_now()
     if media_type in WAV_TYPES and (duration_s is None or sample_rate_hz is None):
@@ -110,7 +113,11 @@ def record_artifact(
         "sample_rate_hz": sample_rate_hz,
         "created_at": now,
     }
-    insert_ignoring_conflicts(session, Artifact, values)
+    if manifest_sha256 is None:
+        insert_ignoring_conflicts(session, Artifact, values)
+    else:
+        values["manifest_sha256"] = manifest_sha256
+        insert_or_fill(session, Artifact, values, keys=("sha256",), fill=("manifest_sha256",))
     location = {"sha256": stored.sha256, "node": node, "path": str(stored.path), "verified_at": now}
     upsert(session, ArtifactLocation, location, keys=("sha256", "node"))
     artifact = session.scalars(select(Artifact).where(Artifact.sha256 == stored.sha256)).one()

@@ -141,7 +141,7 @@ def test_a_reading_that_is_not_up_admits_nobody_and_is_read_in_the_same_try(
 
     def attempt(interactive: bool = False) -> tuple[Lease | None, Attempt]:
         return leases.try_acquire("gemma", 2, interactive=interactive, waiter="run-i:0:",
-                                  waiter_ttl_s=30, health_key=health)  # fmt: skip
+                                  waiter_ttl_s=30, health=(health, "up"))  # fmt: skip
 
     # No reading published yet: a slot, and no reading.
     lease, found = attempt()

@@ -93,3 +93,24 @@ def test_speech_of_one_piece_links_that_piece_as_the_step_output(
     with sessions() as session:
         links = session.scalars(select(StepArtifact)).all()
     assert [(link.role, link.name) for link in links] == [(ArtifactRole.OUTPUT, "audio")]
+
+
+def test_a_manifest_digest_is_recorded_on_a_row_that_lacks_one_and_never_replaced(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    from sparkjobs.store.artifacts import record_artifact
+
+    stored = write_file(artifact_root(tmp_path, "spark2"), b"voice")
+    with sessions.begin() as session:  # recorded first without a digest (as a step's piece)
+        record_artifact(session, stored, node="spark2", media_type="audio/wav")
+    digests = []
+    for digest in ("a" * 64, "b" * 64):
+        with sessions.begin() as session:
+            record_artifact(
+                session, stored, node="spark1", media_type="audio/wav", manifest_sha256=digest
+            )
+        with sessions() as session:
+            digests.append(session.scalars(select(Artifact.manifest_sha256)).one())
+    assert digests == ["a" * 64, "a" * 64]
+    with sessions() as session:
+        assert sorted(session.scalars(select(ArtifactLocation.node))) == ["spark1", "spark2"]
