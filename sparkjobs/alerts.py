@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from sqlalchemy import select
 
+from sparkjobs.store.engine import reading
 from sparkjobs.store.models import Run, Status
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ class Watcher:
         from sparkjobs.health import probe_services
 
         sent = []
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             failed = list(session.scalars(
                 select(Run).where(Run.status == Status.FAILED, Run.finished_at >= self.since)
                 .order_by(Run.finished_at)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.execution.notify import announce_finished
 from sparkjobs.jobs import ChatStep, CloneStep, Cron, CustomStep, Job, Origin, SpeakStep, Step
-from sparkjobs.store.engine import unreachable
+from sparkjobs.store.engine import reading, unreachable
 from sparkjobs.store.models import Attempt, AttemptStatus, Run, Status
 from sparkjobs.store.models import Step as StepRow
 from sparkjobs.store.queries import get_run
@@ -128,7 +128,7 @@ def rerun(config: Config, run_id: uuid.UUID | str, *, app: SparkjobsApp | None =
     from sparkjobs.submission import submit_job
 
     try:
-        with store_sessions(config) as sessions, sessions() as session:
+        with store_sessions(config) as sessions, reading(sessions) as session:
             original = get_run(session, run_id)
     except DBAPIError as exc:
         raise unreachable(config.database, exc) from exc

@@ -36,6 +36,7 @@ from sparkjobs.execution.dispatch import (
 )
 from sparkjobs.heartbeat import claims_key, worker_key
 from sparkjobs.leaderlock import LeaderLock
+from sparkjobs.store.engine import reading
 from sparkjobs.store.models import Attempt, AttemptStatus
 from sparkjobs.store.runs import utc_now
 from sparkjobs.workunits import PendingUnit, Unit, decode_message, pending_units
@@ -140,7 +141,7 @@ class Reconciler:
         between a queue and a worker is never mistaken for a lost one.
         """
         done = Pass()
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             pending = {p.unit.key: p for p in pending_units(session)}
         claimed = {_text(k) for k in self.client.eval(LIVE_CLAIMS, 1, claims_key(self.config))}
         queued = self._queued()

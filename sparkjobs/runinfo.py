@@ -166,7 +166,7 @@ def follow_run(
     """
     from sparkjobs.artifacts.locate import store_sessions
     from sparkjobs.execution.notify import FinishWatch
-    from sparkjobs.store.engine import unreachable
+    from sparkjobs.store.engine import reading, unreachable
     from sparkjobs.store.queries import get_run
 
     started = time.monotonic()
@@ -175,7 +175,7 @@ def follow_run(
     with store_sessions(config) as sessions, ExitStack() as stack:
         try:
             while True:
-                with sessions() as session:
+                with reading(sessions) as session:
                     progress = _progress(session, run_id)
                     if progress is None or progress.status.terminal:
                         return get_run(session, run_id)
@@ -184,7 +184,7 @@ def follow_run(
                 seen = progress
                 waited = time.monotonic() - started
                 if timeout_s is not None and waited >= timeout_s:
-                    with sessions() as session:
+                    with reading(sessions) as session:
                         return get_run(session, run_id)
                 if watch is None:  # subscribed only once there is something to wait for
                     watch = stack.enter_context(FinishWatch(config, run_id))

@@ -26,7 +26,7 @@ from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.errors import BadInput, Unreachable
 from sparkjobs.execution.dispatch import publish_step
 from sparkjobs.execution.plan import StepPlan, plan_job
-from sparkjobs.store.engine import unreachable
+from sparkjobs.store.engine import reading, unreachable
 from sparkjobs.store.keyed import insert_new
 from sparkjobs.store.models import Run, RunKind, Status, Step, Trigger
 from sparkjobs.store.queries import get_run
@@ -295,7 +295,7 @@ def active_run_exists(config: Config, job_name: str) -> bool:
     """
     active = (Run.job == job_name) & Run.status.in_([Status.QUEUED, Status.RUNNING])
     try:
-        with store_sessions(config) as sessions, sessions() as session:
+        with store_sessions(config) as sessions, reading(sessions) as session:
             return bool(session.scalar(select(exists().where(active))))
     except DBAPIError as exc:
         raise unreachable(config.database, exc) from exc
@@ -337,7 +337,7 @@ def wait_for_run(
         try:
             run_id = uuid.UUID(str(run_id))
         except ValueError:
-            with _sessions(config, sessions) as factory, factory() as session:
+            with _sessions(config, sessions) as factory, reading(factory) as session:
                 return get_run(session, run_id)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with _sessions(config, sessions) as factory, FinishWatch(config, run_id) as watch:
@@ -347,7 +347,7 @@ def wait_for_run(
             if deadline is not None:
                 pause_s = min(pause_s, deadline - time.monotonic())
             try:
-                with factory() as session:
+                with reading(factory) as session:
                     # Only the status while the run goes on: the whole run is read
                     # when it ends (at once after its announcement) or the wait does.
                     full = announced or pause_s <= 0

@@ -28,6 +28,7 @@ from sparkjobs.execution.notify import announce_finished
 from sparkjobs.execution.piece_state import fail_piece, finish_piece, pieces_ready, start_piece
 from sparkjobs.execution.state import fail_step, find_step, run_ended, sessions_for
 from sparkjobs.store.artifacts import link_artifact
+from sparkjobs.store.engine import reading
 from sparkjobs.store.models import ArtifactRole, Status
 from sparkjobs.store.runs import finish_attempt
 
@@ -70,7 +71,7 @@ def speak_piece(self: Task[Any, Any], run_id: str, index: int, piece: int, servi
             raise BadInput(f"{what}: service {service!r} is not an Orpheus TTS service")
         with call_slot():
             # Checkpoint: the run may have been cancelled while this piece waited.
-            with sessions() as session:
+            with reading(sessions) as session:
                 ended = run_ended(session, run)
             if ended:
                 retry_later("the run ended before this piece was synthesized")

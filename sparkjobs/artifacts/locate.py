@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from sparkjobs.errors import BadInput, UnknownArtifact, UnknownNode
-from sparkjobs.store.engine import open_store
+from sparkjobs.store.engine import open_store, reading
 from sparkjobs.store.models import Artifact, ArtifactLocation
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def find(sessions: sessionmaker[Session], sha256: str) -> ArtifactInfo:
     Raises:
         UnknownArtifact: the store holds no such artifact.
     """
-    with sessions() as session:
+    with reading(sessions) as session:
         artifact = session.scalars(
             select(Artifact)
             .where(Artifact.sha256 == sha256)
@@ -127,7 +127,7 @@ def list_artifacts(
     sessions: sessionmaker[Session], *, node: str | None = None
 ) -> list[ArtifactInfo]:
     """Every artifact, newest first; only those on `node` when given."""
-    with sessions() as session:
+    with reading(sessions) as session:
         query = select(Artifact).options(selectinload(Artifact.locations))
         if node is not None:
             query = query.where(

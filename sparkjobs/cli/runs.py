@@ -12,7 +12,7 @@ from sparkjobs.cli.follow import AsJson, Out
 from sparkjobs.errors import BadInput
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
+    from sqlalchemy.orm import Session
 
     from sparkjobs.config import Config
     from sparkjobs.store.models import Run, Step
@@ -59,7 +59,7 @@ def list_runs(
         raise BadInput(f"--status {status!r} is not a status; use one of {known}") from None
     after = None if since is None else datetime.now(UTC) - parse_age(since)
     config = get_config()
-    with _reading(config) as sessions, sessions() as session:
+    with _reading(config) as session:
         found = query(session, job=job, status=wanted, since=after, limit=limit)
     if as_json:
         print_json([run_summary(run) for run in found])
@@ -81,7 +81,7 @@ def show(run_id: RunId, as_json: AsJson = False) -> None:
     from sparkjobs.store.queries import get_run
 
     config = get_config()
-    with _reading(config) as sessions, sessions() as session:
+    with _reading(config) as session:
         run = get_run(session, run_id)
     if as_json:
         print_json(run_detail(run))
@@ -100,7 +100,7 @@ def wait(run_id: RunId, out: Out = None, as_json: AsJson = False) -> None:
 
     check_out(out)
     config = get_config()
-    with _reading(config) as sessions, sessions() as session:
+    with _reading(config) as session:
         run = get_run(session, run_id)  # an unknown id is exit 2 before any waiting
     wait_and_deliver(config, run.id, out=out, as_json=as_json)
 
@@ -148,16 +148,17 @@ def rerun(run_id: RunId, as_json: AsJson = False) -> None:
 
 
 @contextmanager
-def _reading(config: Config) -> Iterator[sessionmaker[Session]]:
-    """Sessions on the store; a database that does not answer is Unreachable (exit 3)."""
+def _reading(config: Config) -> Iterator[Session]:
+    """A session that reads the store (`reading`); a database that does not answer is
+    Unreachable (exit 3)."""
     from sqlalchemy.exc import DBAPIError
 
     from sparkjobs.artifacts.locate import store_sessions
-    from sparkjobs.store.engine import unreachable
+    from sparkjobs.store.engine import reading, unreachable
 
     try:
-        with store_sessions(config) as sessions:
-            yield sessions
+        with store_sessions(config) as sessions, reading(sessions) as session:
+            yield session
     except DBAPIError as exc:
         raise unreachable(config.database, exc) from exc
 

@@ -182,6 +182,7 @@ def admit(
     from sparkjobs.execution.notify import announce_finished
     from sparkjobs.execution.piece_state import fail_piece
     from sparkjobs.execution.state import fail_step, sessions_for
+    from sparkjobs.store.engine import reading
 
     app = cast("SparkjobsApp", task.app)
     _current.ticket = None
@@ -189,7 +190,7 @@ def admit(
     run = uuid.UUID(run_id)
     row = standing
     if row is None:
-        with sessions() as session:
+        with reading(sessions) as session:
             row = read_standing(session, run, index, piece)
     if row is None or row.status.terminal:
         return  # the task's own code says what to do with a missing or finished step

@@ -1,8 +1,8 @@
 """Engines and sessions for the store, from a database URL, on SQLite or PostgreSQL.
 
 SQLite runs in WAL mode with foreign keys on and a busy timeout, and every transaction
-takes the write lock up front; PostgreSQL goes through psycopg 3 with a short connect
-timeout so that the CLI fails fast.
+takes the write lock up front, except those of a `reading` session, which never write;
+PostgreSQL goes through psycopg 3 with a short connect timeout so that the CLI fails fast.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ POOL_SIZE = 12  # PostgreSQL connections a process keeps open when idle
 POOL_OVERFLOW = 8  # and how many more it may open at once
 BUSY_TIMEOUT_S = 30.0
 PING_AFTER_IDLE_S = 2.0  # a pooled connection idle this long is tested before use
+_READS_ONLY = "sparkjobs_reads_only"  # an execution option: see `reading`
 
 
 def make_engine(
@@ -109,8 +110,22 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
     def _on_begin(connection: Connection) -> None:
         # A deferred transaction that reads and then writes fails at once with
         # SQLITE_BUSY when another writer got in between; taking the write lock at
-        # BEGIN makes concurrent writers wait on the busy timeout instead.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # BEGIN makes concurrent writers wait on the busy timeout instead. A reader
+        # takes no lock: in WAL mode it reads a snapshot while one writer goes on.
+        reads_only = connection.get_execution_options().get(_READS_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if reads_only else "BEGIN IMMEDIATE")
+
+
+def reading(sessions: sessionmaker[Session]) -> Session:
+    """A session from `sessions` for reads only (`with reading(sessions) as session:`).
+
+    On SQLite its transaction takes no write lock, so a page, a waiter or a periodic
+    check reading the store never holds up a worker writing it (any other session
+    takes the lock at its start, whether it writes or not). A write in it may fail
+    with "database is locked" when another writer is busy. On PostgreSQL it is a plain
+    session.
+    """
+    return sessions(execution_options={_READS_ONLY: True})
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

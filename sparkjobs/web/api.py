@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from sparkjobs.errors import BadInput, SparkjobsError, UnknownRun, Unreachable
+from sparkjobs.store.engine import reading
 from sparkjobs.store.models import Status
 
 if TYPE_CHECKING:
@@ -198,7 +199,7 @@ def list_runs(state: WebState, request: Request, _: None) -> list[dict[str, Any]
         limit = int(args.get("limit", "100"))
     except ValueError as exc:
         raise BadInput(f"limit must be a whole number, not {args.get('limit')!r}") from exc
-    with state.sessions() as session:
+    with reading(state.sessions) as session:
         runs = query(
             session, job=args.get("job") or None, status=Status(status) if status else None,
             node=args.get("node") or None, limit=min(limit, MAX_LIST),
@@ -210,7 +211,7 @@ def show_run(state: WebState, request: Request, _: None) -> dict[str, Any]:
     from sparkjobs.runinfo import run_detail
     from sparkjobs.store.queries import get_run
 
-    with state.sessions() as session:
+    with reading(state.sessions) as session:
         return run_detail(get_run(session, request.path_params["run_id"]))
 
 
@@ -234,7 +235,7 @@ def list_jobs(state: WebState, request: Request, _: None) -> list[dict[str, Any]
     from sparkjobs.jobcontrol import job_rows
     from sparkjobs.web.views import job_view
 
-    with state.sessions() as session:
+    with reading(state.sessions) as session:
         return [job_view(row) for row in job_rows(state.config, session)]
 
 

@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from sparkjobs.errors import SparkjobsError, UnknownRun
+from sparkjobs.store.engine import reading
 from sparkjobs.store.models import Status
 from sparkjobs.store.queries import get_run, list_runs
 from sparkjobs.web.views import job_view, run_detail, run_summary
@@ -66,7 +67,7 @@ def runs_page(request: Request) -> Response:
     if status is not None and status not in {s.value for s in Status}:
         problem = f"unknown status {status!r}; known: {', '.join(s.value for s in Status)}"
         filters["status"] = None
-    with state.sessions() as session:
+    with reading(state.sessions) as session:
         runs = list_runs(
             session, job=filters["job"], status=Status(filters["status"]) if filters["status"]
             else None, node=filters["node"], limit=PAGE_SIZE,
@@ -81,7 +82,7 @@ def runs_page(request: Request) -> Response:
 def run_page(request: Request) -> Response:
     state = _state(request)
     try:
-        with state.sessions() as session:
+        with reading(state.sessions) as session:
             run = get_run(session, request.path_params["run_id"])
             detail = run_detail(state.config, run, state.links)
     except UnknownRun as exc:
@@ -93,7 +94,7 @@ def jobs_page(request: Request) -> Response:
     from sparkjobs.jobcontrol import job_rows
 
     state = _state(request)
-    with state.sessions() as session:
+    with reading(state.sessions) as session:
         jobs = [job_view(row) for row in job_rows(state.config, session)]
     return _render(request, "jobs.html", jobs=jobs)
 
