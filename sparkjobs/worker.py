@@ -54,11 +54,25 @@ class HandBackThreadPool(TaskPool):
         # may interrupt the main thread inside `on_apply`.
         self._lock = threading.RLock()
         self._running: set[Future[Any]] = set()
+        # The thread inside `on_apply`, and whether a stop came while it was there.
+        self._applying: int | None = None
+        self._stop_deferred = False
 
     def on_apply(self, *args: Any, **kwargs: Any) -> Any:
-        applied = super().on_apply(*args, **kwargs)
-        with self._lock:
-            self._running.add(applied.f)
+        # Celery's cold shutdown (SIGTERM) runs in a signal handler on the main thread,
+        # the thread that applies tasks, so it may interrupt `executor.submit`, which
+        # holds the executor's lock (not re-entrant) while it starts a thread: stopping
+        # the executor from there would wait forever for a lock its own thread holds.
+        # `on_stop` then leaves the stop to this method, for when `submit` returns.
+        self._applying = threading.get_ident()
+        try:
+            applied = super().on_apply(*args, **kwargs)
+            with self._lock:
+                self._running.add(applied.f)
+        finally:
+            self._applying = None
+            if self._stop_deferred:
+                self._stop_executor()
         applied.f.add_done_callback(self._done)
         return applied
 
@@ -69,7 +83,20 @@ class HandBackThreadPool(TaskPool):
             return list(self._running)
 
     def on_stop(self) -> None:
+        if self._applying == threading.get_ident():  # a signal handler inside `on_apply`
+            self._stop_deferred = True
+            return
+        self._stop_executor()
+
+    def _stop_executor(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def terminate_job(self, pid: int | None, signal: int | None = None) -> None:
+        """Nothing to do: a thread cannot be stopped from outside. Celery's cold
+        shutdown cancels each task still running after the grace period this way (the
+        base pool raises, which aborted the shutdown with a CRITICAL traceback); the
+        task's unacknowledged message goes back to the queue when the consumer's
+        channel closes, and the worker exits without waiting for the thread."""
 
     def _done(self, future: Future[Any]) -> None:
         with self._lock:

@@ -6,6 +6,7 @@ import json
 import signal
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -118,8 +119,11 @@ def test_cli_exits_3_naming_an_unreachable_broker(tmp_path: object) -> None:
     assert "sekrit" not in result.stderr
 
 
-def test_a_stopped_worker_hands_its_running_task_back_to_the_queue(cluster: Cluster) -> None:
-    first = cluster.start("worker", "--node", "spark1")
+def test_a_stopped_worker_hands_its_running_task_back_to_the_queue(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    first = cluster.start("worker", "--node", "spark1", log=log)
     wait_for_workers(cluster, ["spark1"])
     app = create_app(cluster.config)
     reply_to = send_ping(app, "spark1", hold_s=600)
@@ -128,6 +132,10 @@ def test_a_stopped_worker_hands_its_running_task_back_to_the_queue(cluster: Clus
         assert time.monotonic() < deadline, "the held ping never started"
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=60) is not None  # stops within its grace, not after 600 s
+    stopping = log.read_text()
+    assert "1 running task(s) get up to" in stopping
+    assert "Traceback" not in stopping  # a clean stop: no CRITICAL "Unrecoverable error"
+    assert "CRITICAL" not in stopping
     assert app.redis.llen(reply_to) == 0  # it was not answered ...
     cluster.start("worker", "--node", "spark1")
     # ... and the restarted worker runs it again: the message was handed back.
