@@ -10,7 +10,11 @@ this machine's own wake-up cost (a Redis round trip right away and after as long
 idle as one synthesis), to read the difference against. The last line is the median
 difference.
 
-    .venv/bin/python benchmarks/first_audio.py [--rounds 15]
+`--time-scale` speeds the simulator up (10: a tenth of the synthesis time). The goal is
+measured at 1, where every process sleeps as long as a real synthesis; a faster server
+shows what the path costs when nothing has gone idle in between.
+
+    .venv/bin/python benchmarks/first_audio.py [--rounds 15] [--time-scale 1]
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ def round_trip_after_idle(config: Config, idle_s: float, samples: int = 5) -> tu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--time-scale", type=float, default=1.0)
     args = parser.parse_args()
     from sparkjobs.app import create_app
     from sparkjobs.config import load_config
@@ -106,7 +111,7 @@ def main() -> None:
         config = load_config(cluster.config_path)
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, daemon=True).start()
-        host = SimHost(config, ("orpheus",), {"time_scale": 1.0})
+        host = SimHost(config, ("orpheus",), {"time_scale": args.time_scale})
         asyncio.run_coroutine_threadsafe(host.start(), loop).result(30)
         asyncio.run_coroutine_threadsafe(host.ready(), loop).result(30)
         worker = subprocess.Popen(
@@ -139,7 +144,7 @@ def main() -> None:
             worker.wait(timeout=30)
             asyncio.run_coroutine_threadsafe(host.stop(), loop).result(30)
     differences = [ours - theirs for ours, theirs in zip(scheduled, direct, strict=True)]
-    print(f"rounds: {args.rounds} (after one warm-up round)")
+    print(f"rounds: {args.rounds} (after one warm-up round), time scale {args.time_scale:g}")
     print(f"straight to the simulated Orpheus (baseline): median {median(direct):.1f} ms")
     print(
         f"through the scheduler (submit, queue, worker, SQL, store): "
