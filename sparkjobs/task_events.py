@@ -10,9 +10,12 @@ start and every few seconds, for workers started later (as Flower itself does).
 A broadcast reaches only the workers already listening, so a watcher also leaves a
 key with a TTL in Redis; a worker that finds it when it is ready switches itself
 on. The key is written before each broadcast, so a worker either sees the key or
-is already listening when the broadcast comes. Once on, a worker keeps sending
-task events until it restarts: a watcher never switches them off, since another
-one may still be watching.
+is already listening when the broadcast comes. A watcher never switches events off,
+since another one may still be watching: each worker looks at the key every
+`ENABLE_INTERVAL_S` and switches its task events off when the key it saw has
+expired, that is once no watcher has renewed it for `WATCHED_TTL_S`. Events switched
+on without the key (by hand with `celery control enable_events`, or by a Flower
+started outside sparkjobs, which broadcasts but leaves no key) stay on.
 """
 
 from __future__ import annotations
@@ -63,32 +66,48 @@ class Watching(threading.Thread):
             self._halt.wait(self.interval_s)
 
     def stop(self) -> None:
-        """Stop asking (workers already asked keep sending until they restart)."""
+        """Stop asking (workers already asked keep sending until the key expires)."""
         self._halt.set()
 
 
-def switch_on_when_watched(app: SparkjobsApp) -> None:
-    """In a worker: once ready, switch task events on if a watcher's key is there.
+def task_events_while_watched(app: SparkjobsApp) -> None:
+    """In a worker: task events on while a watcher's key is there, off once it is gone.
 
-    Does nothing with `task_events = "always"`: the worker sends them from the start.
+    Off only when the key this worker saw is gone (see the module's docstring).
+    Looked at when the worker is ready, then every `ENABLE_INTERVAL_S` on the worker's
+    own timer (its event loop, where Celery's `enable_events` command makes the same
+    change). Does nothing with `task_events = "always"`: the worker sends them from
+    the start, for good.
     """
     from celery.signals import worker_ready
 
     if app.sparkjobs_config.worker.task_events == "always":
         return
 
-    def on_ready(sender: Any = None, **_: Any) -> None:
-        if getattr(sender, "app", None) is not app:
+    seen = False  # whether the last look found the key
+
+    def follow(consumer: Any) -> None:
+        nonlocal seen
+        dispatcher = getattr(consumer, "event_dispatcher", None)
+        if dispatcher is None or not dispatcher.groups:  # events off altogether
             return
         try:
             watched = bool(app.redis.exists(watched_key(app)))
-        except Exception as exc:  # a watcher's next broadcast reaches this worker anyway
+        except Exception as exc:  # the next look, or a watcher's broadcast, settles it
             log.info("could not tell whether anyone watches task events: %s", exc)
             return
-        dispatcher = getattr(sender, "event_dispatcher", None)
-        if watched and dispatcher is not None and dispatcher.groups:
-            # The same change as Celery's `enable_events` command makes.
+        gone, seen = seen and not watched, watched
+        if watched and "task" not in dispatcher.groups:
             dispatcher.groups.add("task")
             log.info("task events on: a watcher asked for them")
+        elif gone and "task" in dispatcher.groups:
+            dispatcher.groups.discard("task")
+            log.info("task events off: no watcher asked for them in %g s", WATCHED_TTL_S)
+
+    def on_ready(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is not app:
+            return
+        follow(sender)
+        sender.timer.call_repeatedly(ENABLE_INTERVAL_S, follow, (sender,))
 
     worker_ready.connect(on_ready, weak=False)

@@ -29,7 +29,7 @@ from sparkjobs.metrics import serve as serve_metrics
 from sparkjobs.metrics_state import install as install_metrics
 from sparkjobs.reconciler import Reconciler
 from sparkjobs.routing import queue_for_node
-from sparkjobs.task_events import switch_on_when_watched
+from sparkjobs.task_events import task_events_while_watched
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config
@@ -201,8 +201,8 @@ def run_worker(config: Config, node: str, *, loglevel: str = "INFO") -> NoReturn
         # Survives a Redis restart instead of exiting (see sparkjobs.consumer).
         consumer_cls="sparkjobs.consumer:BrokerRestartConsumer",
     )
-    # Task events are off until Flower or `up` asks (sparkjobs.task_events).
-    switch_on_when_watched(app)
+    # Task events are on only while Flower or `up` asks (sparkjobs.task_events).
+    task_events_while_watched(app)
     # The node's artifacts are served by its worker, on the node's bond address.
     artifacts = ServerThread(config, node).start()
     log.info("artifact server of %s on %s", node, ", ".join(artifacts.urls))

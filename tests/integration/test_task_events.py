@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sparkjobs.app import SparkjobsApp, create_app
 from sparkjobs.ping import ping_node
-from sparkjobs.task_events import ask_for_task_events, watched_key
+from sparkjobs.task_events import ENABLE_INTERVAL_S, ask_for_task_events, watched_key
 from tests.fixtures_cluster import Cluster
 from tests.integration.test_worker_ping import wait_for_workers
 
@@ -99,4 +100,48 @@ def test_task_events_start_off_switch_on_when_asked_and_heartbeats_never_stop(
     events.wait_for(
         "spark2's first task-succeeded",
         lambda e: e["type"] == "task-succeeded" and e["hostname"].startswith("spark2@"),
+    )
+
+
+def test_task_events_switch_off_once_no_watcher_renews_the_key(
+    cluster: Cluster, events: Events, tmp_path: Path
+) -> None:
+    app = create_app(cluster.config)
+    log = tmp_path / "worker.log"
+    cluster.start("worker", "--node", "spark1", log=log)
+    wait_for_workers(cluster, ["spark1"])
+    ask_for_task_events(app)
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not events.of("spark1", "task-succeeded") and time.monotonic() < deadline:
+        ping_node(app, "spark1", timeout_s=30)
+        time.sleep(0.2)
+    assert events.of("spark1", "task-succeeded")
+
+    time.sleep(1.5 * ENABLE_INTERVAL_S)  # a watcher stays a while: the worker looks once
+    app.redis.delete(watched_key(app))  # as if the last watcher stopped and its key expired
+    deadline = time.monotonic() + HANG_GUARD_S
+    while "task events off" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "task events off" in log.read_text()
+    sent = len(events.of("spark1", "task-"))
+    ping_node(app, "spark1", timeout_s=30)
+    after = time.time()
+    events.wait_for(  # the stream is live: a heartbeat sent after the ping came through
+        "heartbeat of spark1",
+        lambda e: e["type"] == "worker-heartbeat" and e["timestamp"] > after + 0.5,
+    )
+    assert len(events.of("spark1", "task-")) == sent
+
+    # Switched on by hand (no key): they stay on past the worker's next looks.
+    app.control.enable_events()
+    deadline = time.monotonic() + HANG_GUARD_S
+    while len(events.of("spark1", "task-")) == sent and time.monotonic() < deadline:
+        ping_node(app, "spark1", timeout_s=30)
+        time.sleep(0.2)
+    time.sleep(2 * ENABLE_INTERVAL_S)  # two looks at the key: nothing to notice
+    succeeded = len(events.of("spark1", "task-succeeded"))
+    ping_node(app, "spark1", timeout_s=30)
+    events.wait_for(
+        "a task-succeeded after the looks",
+        lambda _: len(events.of("spark1", "task-succeeded")) > succeeded,
     )
