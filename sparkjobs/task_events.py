@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 ENABLE_INTERVAL_S = 5.0
 # The key outlives a few missed renewals, then says nobody watches any more.
 WATCHED_TTL_S = 3 * ENABLE_INTERVAL_S
+# A worker's look at the key gives up after this long (it blocks the event loop).
+LOOK_TIMEOUT_S = 1.0
 
 
 def watched_key(app: SparkjobsApp) -> str:
@@ -84,6 +86,10 @@ def task_events_while_watched(app: SparkjobsApp) -> None:
     if app.sparkjobs_config.worker.task_events == "always":
         return
 
+    from sparkjobs.broker import redis_client
+
+    # Its own client, with a command timeout: a look runs in the worker's event loop.
+    client = redis_client(app.sparkjobs_config, timeout_s=LOOK_TIMEOUT_S)
     seen = False  # whether the last look found the key
 
     def follow(consumer: Any) -> None:
@@ -92,7 +98,7 @@ def task_events_while_watched(app: SparkjobsApp) -> None:
         if dispatcher is None or not dispatcher.groups:  # events off altogether
             return
         try:
-            watched = bool(app.redis.exists(watched_key(app)))
+            watched = bool(client.exists(watched_key(app)))
         except Exception as exc:  # the next look, or a watcher's broadcast, settles it
             log.info("could not tell whether anyone watches task events: %s", exc)
             return
