@@ -12,7 +12,6 @@ values come from the bytes, and only the commit waits for the disk. Reads fall b
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -60,10 +59,10 @@ class StoredWav:
 def describe_wav(config: Config, node: str, wav: bytes) -> tuple[StoredWav, Manifest]:
     """What `store_wav` stores for `wav` (its rows' values, its manifest), from the bytes
     alone: nothing is written."""
-    sha256 = hashlib.sha256(wav).hexdigest()
     builder = ManifestBuilder(len(wav))
     builder.update(wav)
     manifest = builder.finish()
+    sha256 = manifest.sha256  # the builder digests the whole file as well as its chunks
     try:
         info = parse_wav(wav)
         duration_s, rate = info.duration_s, info.sample_rate
