@@ -86,12 +86,13 @@ def measure(
     """Per round (after a warm-up round): ms straight to the server, ms as a job, the
     job's parts, and the direct call's own ms outside the server (client and network)."""
     from sparkjobs.adhoc import speak_job
-    from sparkjobs.backends import client_for
+    from sparkjobs.backends import OrpheusClient, client_for
     from sparkjobs.store.engine import shared_sessions
     from sparkjobs.store.models import Status
     from sparkjobs.submission import submit_job, wait_for_run
 
     client = client_for(config.services["orpheus"], name="orpheus")
+    assert isinstance(client, OrpheusClient)
     job = speak_job(config, TEXT, voice="tara")
     sessions = shared_sessions(config.database)
     direct, scheduled, outside, parts = [], [], [], Parts()

@@ -161,7 +161,9 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     # A service no one calls: a custom step gets a client, and returns without using it.
-    echo = {"node": "n1", "kind": "openai", "url": f"http://127.0.0.1:{free_port()}"}
+    echo: dict[str, object] = {
+        "node": "n1", "kind": "openai", "url": f"http://127.0.0.1:{free_port()}",
+    }  # fmt: skip
     extra = f"[worker]\nconcurrency = {args.concurrency}\n"
     with bench_cluster({"echo": echo}, extra) as bench:
         print(f"cores: {os.cpu_count()}, jobs: {args.jobs} a round, threads pool, "
