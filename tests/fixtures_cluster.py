@@ -84,6 +84,7 @@ class Cluster:
     path: Path
     env: dict[str, str]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: dict[int, Path] = field(default_factory=dict)  # pid -> its output
 
     @property
     def config(self) -> Config:
@@ -101,8 +102,13 @@ class Cluster:
         )
 
     def start(self, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
-        """Start a long-running `sparkjobs` command; stopped by pid at teardown."""
-        out = log.open("ab") if log else subprocess.DEVNULL
+        """Start a long-running `sparkjobs` command; stopped by pid at teardown.
+
+        Its output goes to `log`, by default a file beside the config, so that a
+        process that exits early can say why (`output`).
+        """
+        log = log or self.path.parent / f"{args[0]}-{len(self.processes)}.log"
+        out = log.open("ab")
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "sparkjobs", *args],
@@ -112,10 +118,15 @@ class Cluster:
                 start_new_session=True,
             )
         finally:
-            if not isinstance(out, int):
-                out.close()  # the child holds its own copy
+            out.close()  # the child holds its own copy
         self.processes.append(process)
+        self.logs[process.pid] = log
         return process
+
+    def output(self, process: subprocess.Popen[bytes], tail_chars: int = 3000) -> str:
+        """The end of what a started process wrote."""
+        text = self.logs[process.pid].read_text(errors="replace")
+        return text[-tail_chars:]
 
     def stop_all(self) -> None:
         for process in self.processes:

@@ -6,6 +6,7 @@ keys are deleted one by one afterwards.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
@@ -48,16 +49,46 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+# Ports for the tests' servers come from below the kernel's ephemeral range: a port
+# that bind(0) handed out and that was closed again is where the next outgoing
+# connection of any process (a Redis client, an HTTP call) may get its local port
+# before the server it was meant for binds it. Each test process takes its own slice
+# of this range, in turn, so that two parallel tests never pick the same port.
+TEST_PORTS = (20000, 32000)
+_port_turn = itertools.count()
+
+
+def _port_slice() -> tuple[int, int]:
+    """This test process' ports: the range split evenly among the xdist workers."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    size = (TEST_PORTS[1] - TEST_PORTS[0]) // workers
+    low = TEST_PORTS[0] + (index % workers) * size
+    return low, low + size
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports: all held open together, so none repeats."""
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
+    """`count` distinct free ports from this process' slice, never handed out twice in a
+    row (the slice is walked in turn, skipping ports something listens on)."""
+    low, high = _port_slice()
+    found: list[int] = []
+    for _ in range(high - low):
+        port = low + next(_port_turn) % (high - low)
+        if _bindable(port):
+            found.append(port)
+            if len(found) == count:
+                return found
+    raise RuntimeError(f"no {count} free ports between {low} and {high}")
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,11 @@ def wait_for_workers(cluster: Cluster, nodes: list[str], timeout_s: float = 60) 
         if set(nodes) <= online:
             return
         for process in cluster.processes:
-            assert process.poll() is None, "a worker exited during start-up"
+            if process.poll() is not None:
+                pytest.fail(
+                    f"a worker exited during start-up (exit {process.returncode}); "
+                    f"its output ends:\n{cluster.output(process)}"
+                )
     pytest.fail(f"workers {nodes} did not come online in {timeout_s} s")
 
 
