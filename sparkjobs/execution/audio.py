@@ -26,10 +26,7 @@ from sparkjobs.artifacts.register import node_root
 from sparkjobs.backends.audio import parse_wav
 from sparkjobs.errors import BadAudio
 from sparkjobs.execution.state import sessions_for
-from sparkjobs.store.artifacts import StoredFile, artifact_path, write_file
-from sparkjobs.store.keyed import insert_or_fill, upsert
-from sparkjobs.store.models import Artifact, ArtifactLocation
-from sparkjobs.store.runs import utc_now
+from sparkjobs.store.artifacts import StoredFile, artifact_path, write_artifact_rows, write_file
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -126,16 +123,10 @@ def record_wav(session: Session, wav: StoredWav) -> None:
     """Write the rows of a stored WAV (artifact with its manifest digest, location) in
     the caller's transaction; repeats change nothing but the location's freshness
     (and give an artifact row recorded without a manifest digest this one)."""
-    now = utc_now()
-    values = {
-        "sha256": wav.sha256, "size_bytes": wav.file.size_bytes, "media_type": WAV,
-        "duration_s": wav.duration_s, "sample_rate_hz": wav.sample_rate_hz,
-        "created_at": now, "manifest_sha256": wav.manifest_sha256,
-    }  # fmt: skip
-    insert_or_fill(session, Artifact, values, keys=("sha256",), fill=("manifest_sha256",))
-    location = {"sha256": wav.sha256, "node": wav.node, "path": str(wav.file.path),
-                "verified_at": now}  # fmt: skip
-    upsert(session, ArtifactLocation, location, keys=("sha256", "node"))
+    write_artifact_rows(
+        session, wav.file, node=wav.node, media_type=WAV, duration_s=wav.duration_s,
+        sample_rate_hz=wav.sample_rate_hz, manifest_sha256=wav.manifest_sha256,
+    )  # fmt: skip
 
 
 def save_wav(config: Config, node: str, wav: bytes) -> str:

@@ -102,9 +102,29 @@ def record_artifact(
     A `manifest_sha256` is recorded on a row that has none yet, in the same statement
     (a digest already recorded is never replaced).
     """
-    now = now or utc_now()
     if media_type in WAV_TYPES and (duration_s is None or sample_rate_hz is None):
         duration_s, sample_rate_hz = _wav_info(stored.path, duration_s, sample_rate_hz)
+    write_artifact_rows(
+        session, stored, node=node, media_type=media_type, duration_s=duration_s,
+        sample_rate_hz=sample_rate_hz, manifest_sha256=manifest_sha256, now=now,
+    )  # fmt: skip
+    return session.scalars(select(Artifact).where(Artifact.sha256 == stored.sha256)).one()
+
+
+def write_artifact_rows(
+    session: Session,
+    stored: StoredFile,
+    *,
+    node: str,
+    media_type: str,
+    duration_s: float | None,
+    sample_rate_hz: int | None,
+    manifest_sha256: str | None,
+    now: datetime | None = None,
+) -> None:
+    """The statements of `record_artifact`, with every value given: the file is not
+    read (it may still be on its way to the disk), and nothing is read back."""
+    now = now or utc_now()
     values = {
         "sha256": stored.sha256,
         "size_bytes": stored.size_bytes,
@@ -120,8 +140,6 @@ def record_artifact(
         insert_or_fill(session, Artifact, values, keys=("sha256",), fill=("manifest_sha256",))
     location = {"sha256": stored.sha256, "node": node, "path": str(stored.path), "verified_at": now}
     upsert(session, ArtifactLocation, location, keys=("sha256", "node"))
-    artifact = session.scalars(select(Artifact).where(Artifact.sha256 == stored.sha256)).one()
-    return artifact
 
 
 def store_artifact(
