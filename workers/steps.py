@@ -35,6 +35,7 @@ from sparkjobs.execution.outputs import Output, run_chat, run_clone, run_custom,
 from sparkjobs.execution.piece_state import create_pieces, pieces_ready, spoken_in_one_piece
 from sparkjobs.execution.sentences import split_text
 from sparkjobs.execution.state import (
+    NextStep,
     Started,
     StepContext,
     fail_step,
@@ -46,7 +47,9 @@ from sparkjobs.execution.state import (
 )
 from sparkjobs.execution.templates import render
 from sparkjobs.store.artifacts import link_artifact
-from sparkjobs.store.models import ArtifactRole, Status, Step
+from sparkjobs.store.direct import transaction
+from sparkjobs.store.engine import shared_engine
+from sparkjobs.store.models import ArtifactRole, Status
 from sparkjobs.store.runs import finish_attempt
 
 
@@ -87,23 +90,23 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
         # The WAV goes to disk while the step's rows, its own included, are written;
         # they commit once the file is durable.
         wav = None if output.wav is None else store_wav_soon(config, context.node, output.wav)
-        with sessions.begin() as session:
+        with transaction(shared_engine(config.database)) as tx:
             for source in output.inputs:
-                link_artifact(session, context.step_id, source, role=ArtifactRole.INPUT)
+                link_artifact(tx, context.step_id, source, role=ArtifactRole.INPUT)
             data = output.data if wav is None else {"artifact": wav.sha256, **(output.data or {})}
             if context.kind == "speak":
-                spoken_in_one_piece(session, context.step_id)
+                spoken_in_one_piece(tx, context.step_id)
             done = succeed_step(
-                session, context, attempt_id=attempt, text=output.text, data=data,
+                tx, context, attempt_id=attempt, text=output.text, data=data,
                 task_id=task_id, timings=output.timings, started_at=started.started_at,
             )  # fmt: skip
             ended = done and context.index == context.steps - 1
             # Only the delivery that finished the step moves the run on: a twin that
             # ran at the same time would otherwise run every later step twice.
-            follow = next_to_publish(session, run, index, steps=context.steps) if done else None
+            follow = next_to_publish(tx, run, index, steps=context.steps) if done else None
             if wav is not None:
-                record_wav(session, wav.wav)
-                link_artifact(session, context.step_id, wav.sha256, name="audio")
+                record_wav(tx, wav.wav)
+                link_artifact(tx, context.step_id, wav.sha256, name="audio")
                 wav.durable()  # last: the rows that name the file commit after its fsync
     except Exception as exc:
         settle(self, exc, what=what, max_delay_s=config.tasks.max_retry_delay_s,
@@ -114,7 +117,7 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
     _move_on(app, context, follow)
 
 
-def _move_on(app: SparkjobsApp, context: StepContext, follow: Step | None) -> None:
+def _move_on(app: SparkjobsApp, context: StepContext, follow: NextStep | None) -> None:
     """Queue the run's next step, if there is one to queue (labelled from the context)."""
     if follow is not None:
         publish_step(app, context.run_id, follow.index, follow.service, kind=follow.name,
@@ -131,7 +134,7 @@ def _start(task: Task[Any, Any], run: uuid.UUID, index: int, service: str) -> St
     transaction, let `admit` wait or record why, and open the attempt in a second
     one. Other kinds are admitted on what that read found, with no further read.
     """
-    sessions = sessions_for(cast(SparkjobsApp, task.app).sparkjobs_config.database)
+    engine = shared_engine(cast(SparkjobsApp, task.app).sparkjobs_config.database)
     task_id, worker = str(task.request.id), str(task.request.hostname)
     admitted = False
 
@@ -140,14 +143,14 @@ def _start(task: Task[Any, Any], run: uuid.UUID, index: int, service: str) -> St
         admitted = admit_at_once(task, str(run), index, service, standing)
         return admitted
 
-    with sessions.begin() as session:
+    with transaction(engine) as session:
         started = start_step(session, run, index, task_id=task_id, worker=worker,
                              gate_first=True, admit_now=at_once)  # fmt: skip
     if admitted:
         return started
     admit(task, str(run), index, service, standing=started.standing)
     if started.gate_first:
-        with sessions.begin() as session:
+        with transaction(engine) as session:
             started = start_step(session, run, index, task_id=task_id, worker=worker)
     return started
 

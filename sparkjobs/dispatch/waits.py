@@ -8,19 +8,23 @@ step that waits for a lease many times over costs one UPDATE, not one per try.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 
+from sparkjobs.store.keyed import typed_param
 from sparkjobs.store.models import Status, Step
 from sparkjobs.store.runs import utc_now
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from sparkjobs.store.direct import Executor
 
 
 class WaitKind(StrEnum):
@@ -89,10 +93,16 @@ def record_wait(
     return since
 
 
-def clear_wait(session: Session, step_id: uuid.UUID) -> None:
+def clear_wait(session: Executor, step_id: uuid.UUID) -> None:
     """The step stopped waiting (it got its lease, or finished)."""
-    session.execute(
-        update(Step)
-        .where(Step.id == step_id, Step.waiting_for.is_not(None))
+    session.execute(_clear_wait(), {"p_id": step_id})
+
+
+@functools.cache
+def _clear_wait() -> Any:
+    steps = cast(Table, Step.__table__)
+    return (
+        update(steps)
+        .where(steps.c.id == typed_param(steps, "id"), steps.c.waiting_for.is_not(None))
         .values(waiting_for=None, waiting_since=None)
     )

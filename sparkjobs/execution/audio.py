@@ -29,9 +29,8 @@ from sparkjobs.execution.state import sessions_for
 from sparkjobs.store.artifacts import StoredFile, artifact_path, write_artifact_rows, write_file
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from sparkjobs.config import Config
+    from sparkjobs.store.direct import Executor
 
 WAV = "audio/wav"
 # Writing a WAV is mostly waiting for the disk: a few threads per process suffice.
@@ -119,7 +118,7 @@ def store_wav_soon(config: Config, node: str, wav: bytes) -> PendingWav:
     return PendingWav(stored, tuple(writes))
 
 
-def record_wav(session: Session, wav: StoredWav) -> None:
+def record_wav(session: Executor, wav: StoredWav) -> None:
     """Write the rows of a stored WAV (artifact with its manifest digest, location) in
     the caller's transaction; repeats change nothing but the location's freshness
     (and give an artifact row recorded without a manifest digest this one)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
@@ -19,6 +19,9 @@ from sparkjobs.store import statements
 from sparkjobs.store.keyed import insert_ignoring_conflicts, named_params
 from sparkjobs.store.models import Attempt, AttemptStatus, PieceStatus, Run, Step, StepPiece
 from sparkjobs.store.runs import utc_now
+
+if TYPE_CHECKING:
+    from sparkjobs.store.direct import Executor
 
 
 def create_pieces(session: Session, step_id: uuid.UUID, texts: Sequence[str]) -> list[int]:
@@ -106,7 +109,7 @@ def finish_piece(
     return counted.pieces_total is not None and counted.pieces_done >= counted.pieces_total
 
 
-def spoken_in_one_piece(session: Session, step_id: uuid.UUID) -> None:
+def spoken_in_one_piece(session: Executor, step_id: uuid.UUID) -> None:
     """Count a speak step whose text was one piece, spoken by the step itself (no piece
     rows, no join): one piece of one, as `show` reports it."""
     session.execute(statements.one_piece(), named_params(id=step_id))

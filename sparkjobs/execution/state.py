@@ -31,6 +31,7 @@ from sparkjobs.store.runs import finish_run, finish_step, open_attempt, utc_now
 
 if TYPE_CHECKING:
     from sparkjobs.dispatch.admission import Standing
+    from sparkjobs.store.direct import Executor
 
 
 def sessions_for(database_url: str) -> sessionmaker[Session]:
@@ -115,19 +116,26 @@ def _step_query(*, lock: bool, dialect: str = "") -> Any:
     return query.with_for_update(of=steps)
 
 
-def _context(session: Session, run_id: uuid.UUID, index: int, row: Any) -> StepContext:
+@functools.cache
+def _earlier_query() -> Any:
+    """The outputs of the steps before `p_index` of run `p_run_id`, in order."""
+    steps, results = Step.__table__, Result.__table__
+    return (
+        select(steps.c.index, results.c.text, results.c.data)
+        .join(results, results.c.step_id == steps.c.id, isouter=True)
+        .where(steps.c.run_id == bindparam("p_run_id", type_=steps.c.run_id.type),
+               steps.c.index < bindparam("p_index", type_=steps.c.index.type))
+        .order_by(steps.c.index)
+    )  # fmt: skip
+
+
+def _context(session: Executor, run_id: uuid.UUID, index: int, row: Any) -> StepContext:
     """The context of a step from its `_step_query` row (and its earlier steps' outputs)."""
     spec = dict(row.spec or {})
     earlier: list[Any] = []
     if index > 0:
-        earlier = list(
-            session.execute(
-                select(Step.index, Result.text, Result.data)
-                .join(Result, Result.step_id == Step.id, isouter=True)
-                .where(Step.run_id == run_id, Step.index < index)
-                .order_by(Step.index)
-            ).all()
-        )
+        query, params = _earlier_query(), {"p_run_id": run_id, "p_index": index}
+        earlier = list(session.execute(query, params).all())
     slot = (row.scheduled_for or row.created_at).astimezone(ZoneInfo(str(spec.get("tz", "UTC"))))
     return StepContext(
         run_id=run_id,
@@ -170,7 +178,7 @@ class Started:
 
 
 def start_step(
-    session: Session,
+    session: Executor,
     run_id: uuid.UUID,
     index: int,
     *,
@@ -225,7 +233,7 @@ def start_step(
 
 
 def succeed_step(
-    session: Session,
+    session: Executor,
     context: StepContext,
     *,
     attempt_id: uuid.UUID | None,
@@ -280,9 +288,18 @@ def fail_step(
     finish_run(session, run_id, status=Status.FAILED, error=error)
 
 
+@dataclass(frozen=True)
+class NextStep:
+    """The step to publish after another (`next_to_publish`)."""
+
+    index: int
+    service: str
+    name: str | None
+
+
 def next_to_publish(
-    session: Session, run_id: uuid.UUID, index: int, *, steps: int | None = None
-) -> Step | None:
+    session: Executor, run_id: uuid.UUID, index: int, *, steps: int | None = None
+) -> NextStep | None:
     """The step after `index` if the run goes on and it has not started yet.
 
     A redelivered task whose step already succeeded calls this too: if the worker
@@ -291,17 +308,26 @@ def next_to_publish(
     """
     if steps is not None and index + 1 >= steps:
         return None
-    found = session.execute(
-        select(Step, Run.status)
-        .join(Run, Run.id == Step.run_id)
-        .where(Step.run_id == run_id, Step.index == index + 1)
-    ).first()
+    found = session.execute(_next_query(), {"p_run_id": run_id, "p_index": index + 1}).first()
     if found is None:
         return None
-    step, run_status = found
-    if run_status.terminal or step.status != Status.QUEUED:
+    following, service, name, status, run_status = found
+    if run_status.terminal or status != Status.QUEUED:
         return None
-    return step
+    return NextStep(following, service, name)
+
+
+@functools.cache
+def _next_query() -> Any:
+    """Step `p_index` of run `p_run_id`: where it runs, its status and its run's."""
+    steps, runs = Step.__table__, Run.__table__
+    return (
+        select(steps.c.index, steps.c.service, steps.c.name, steps.c.status,
+               runs.c.status.label("run_status"))
+        .join(runs, runs.c.id == steps.c.run_id)
+        .where(steps.c.run_id == bindparam("p_run_id", type_=steps.c.run_id.type),
+               steps.c.index == bindparam("p_index", type_=steps.c.index.type))
+    )  # fmt: skip
 
 
 def run_ended(session: Session, run_id: uuid.UUID) -> bool:

@@ -8,6 +8,7 @@ and a crash leaves only a partial that garbage collection removes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import uuid
@@ -16,13 +17,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Table, select, update
 from sqlalchemy.orm import Session
 
 from sparkjobs.artifacts.commit import fsync_dir, make_dirs
-from sparkjobs.store.keyed import insert_ignoring_conflicts, insert_or_fill, upsert
+from sparkjobs.store.keyed import (
+    insert_ignoring_conflicts,
+    insert_or_fill,
+    named_params,
+    typed_param,
+    upsert,
+)
 from sparkjobs.store.models import (
     Artifact,
     ArtifactLocation,
@@ -30,6 +37,9 @@ from sparkjobs.store.models import (
     StepArtifact,
 )
 from sparkjobs.store.runs import utc_now
+
+if TYPE_CHECKING:
+    from sparkjobs.store.direct import Executor
 
 PARTIAL = ".partial"
 _CHUNK_BYTES = 1 << 20
@@ -112,7 +122,7 @@ def record_artifact(
 
 
 def write_artifact_rows(
-    session: Session,
+    session: Executor,
     stored: StoredFile,
     *,
     node: str,
@@ -166,7 +176,7 @@ def store_artifact(
 
 
 def link_artifact(
-    session: Session,
+    session: Executor,
     step_id: uuid.UUID,
     sha256: str,
     *,
@@ -183,16 +193,22 @@ def link_artifact(
     if ArtifactRole(role) != ArtifactRole.OUTPUT:
         return False
     # Speech of one piece joins into the piece itself: its link becomes the output.
-    promoted = session.execute(
-        update(StepArtifact)
-        .where(
-            StepArtifact.step_id == step_id,
-            StepArtifact.sha256 == sha256,
-            StepArtifact.role == ArtifactRole.PIECE,
-        )
-        .values(role=ArtifactRole.OUTPUT, name=name)
-    )
+    promoted = session.execute(_promote(), named_params(step_id=step_id, sha256=sha256, name=name))
     return bool(cast("CursorResult[Any]", promoted).rowcount)
+
+
+@functools.cache
+def _promote() -> Any:
+    """UPDATE a step's piece link to an artifact into its output. Parameters: step_id,
+    sha256, name."""
+    links = cast(Table, StepArtifact.__table__)
+    return (
+        update(links)
+        .where(links.c.step_id == typed_param(links, "step_id"),
+               links.c.sha256 == typed_param(links, "sha256"),
+               links.c.role == ArtifactRole.PIECE)
+        .values(role=ArtifactRole.OUTPUT, name=typed_param(links, "name"))
+    )  # fmt: skip
 
 
 def _chunks(content: bytes | IO[bytes] | Iterable[bytes]) -> Iterable[bytes]:

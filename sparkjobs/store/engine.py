@@ -155,6 +155,12 @@ def shared_sessions(url: str) -> sessionmaker[Session]:
         return found
 
 
+def shared_engine(url: str) -> Engine:
+    """The engine (and connection pool) of this process's session factory for `url`."""
+    engine: Engine = shared_sessions(url).kw["bind"]
+    return engine
+
+
 def dispose_shared(url: str | None = None) -> None:
     """Close the pooled connections of the shared factories (all, or `url`'s)."""
     with _shared_lock:

@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, Table, bindparam, func, or_
 from sqlalchemy.orm import Session
 
 from sparkjobs.store.models import Base
 
+if TYPE_CHECKING:
+    from sparkjobs.store.direct import Executor
 
-def dialect_name(session: Session) -> str:
+
+def dialect_name(session: Executor) -> str:
     """ "postgresql" or "sqlite": the engine behind `session`."""
     return session.get_bind().dialect.name
 
 
 def insert_ignoring_conflicts(
-    session: Session, entity: type[Base], values: Mapping[str, Any]
+    session: Executor, entity: type[Base], values: Mapping[str, Any]
 ) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING, on either engine.
 
@@ -48,7 +51,7 @@ def insert_new(session: Session, entity: type[Base], rows: list[dict[str, Any]])
 
 
 def upsert(
-    session: Session, entity: type[Base], values: Mapping[str, Any], keys: tuple[str, ...]
+    session: Executor, entity: type[Base], values: Mapping[str, Any], keys: tuple[str, ...]
 ) -> None:
     """INSERT, or UPDATE the non-key columns of the row with the same `keys`."""
     statement = _upsert(dialect_name(session), _table(entity), tuple(values), keys)
@@ -56,7 +59,7 @@ def upsert(
 
 
 def insert_or_fill(
-    session: Session,
+    session: Executor,
     entity: type[Base],
     values: Mapping[str, Any],
     *,

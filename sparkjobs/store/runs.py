@@ -19,7 +19,7 @@ import functools
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, select
 from sqlalchemy.orm import Session
@@ -42,6 +42,9 @@ from sparkjobs.store.models import (
     Step,
     Trigger,
 )
+
+if TYPE_CHECKING:
+    from sparkjobs.store.direct import Executor
 
 
 @dataclass(frozen=True)
@@ -232,7 +235,7 @@ def start_attempt(
 
 
 def open_attempt(
-    session: Session,
+    session: Executor,
     step_id: uuid.UUID,
     run_id: uuid.UUID,
     *,
@@ -268,7 +271,7 @@ def open_attempt(
 
 
 def finish_attempt(
-    session: Session,
+    session: Executor,
     attempt_id: uuid.UUID,
     *,
     error: str | None = None,
@@ -281,7 +284,7 @@ def finish_attempt(
 
 
 def record_result(
-    session: Session,
+    session: Executor,
     step_id: uuid.UUID,
     *,
     text: str | None = None,
@@ -305,7 +308,7 @@ def record_result(
 
 
 def finish_step(
-    session: Session,
+    session: Executor,
     step_id: uuid.UUID,
     *,
     status: Status,
@@ -346,7 +349,7 @@ def finish_step(
 
 
 def succeed_at_once(
-    session: Session,
+    session: Executor,
     step_id: uuid.UUID,
     run_id: uuid.UUID,
     *,
@@ -376,7 +379,7 @@ def succeed_at_once(
 
 
 def finish_run(
-    session: Session,
+    session: Executor,
     run_id: uuid.UUID,
     *,
     status: Status,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Boolean, Table, bindparam, exists, func, literal, select, update
+from sqlalchemy import Boolean, Column, Table, bindparam, exists, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -23,6 +23,13 @@ from sparkjobs.store.models import TERMINAL, Attempt, AttemptStatus, Result, Run
 def _table(entity: type[Any]) -> Table:
     table: Table = entity.__table__
     return table
+
+
+def _unfinished(status: Column[Any]) -> Any:
+    """`status` is not final: NOT IN with each final status a literal of the column's
+    type, not one list parameter, which would be expanded at every execution (and
+    which `sparkjobs.store.direct` cannot run)."""
+    return status.not_in([literal(final, status.type) for final in TERMINAL])
 
 
 @functools.cache
@@ -109,7 +116,7 @@ def finish_step() -> Any:
     steps = _table(Step)
     return (
         update(steps)
-        .where(steps.c.id == typed_param(steps, "id"), steps.c.status.not_in(TERMINAL))
+        .where(steps.c.id == typed_param(steps, "id"), _unfinished(steps.c.status))
         .values({name: typed_param(steps, name) for name in STEP_OUTCOME})
     )
 
@@ -120,7 +127,7 @@ def finish_run() -> Any:
     runs = _table(Run)
     return (
         update(runs)
-        .where(runs.c.id == typed_param(runs, "id"), runs.c.status.not_in(TERMINAL))
+        .where(runs.c.id == typed_param(runs, "id"), _unfinished(runs.c.status))
         .values(
             status=typed_param(runs, "status"),
             finished_at=typed_param(runs, "finished_at"),
@@ -213,7 +220,7 @@ def succeed_step_pg() -> Any:
     outcome = {name: typed_param(steps, name) for name in STEP_OUTCOME[3:]}
     step = (
         update(steps)
-        .where(steps.c.id == _named("step_id", steps, "id"), steps.c.status.not_in(TERMINAL))
+        .where(steps.c.id == _named("step_id", steps, "id"), _unfinished(steps.c.status))
         .values(status=Status.SUCCEEDED, finished_at=now, error=None, **outcome)
         .returning(steps.c.id)
         .cte("step")
@@ -222,7 +229,7 @@ def succeed_step_pg() -> Any:
         update(runs)
         .where(
             runs.c.id == _named("run_id", runs, "id"),
-            runs.c.status.not_in(TERMINAL),
+            _unfinished(runs.c.status),
             bindparam("p_last", type_=Boolean()),
             exists(select(step.c.id)),
         )
