@@ -26,6 +26,7 @@ from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.errors import BadInput, Unreachable
 from sparkjobs.execution.dispatch import publish_step
 from sparkjobs.execution.plan import StepPlan, plan_job
+from sparkjobs.store.direct import transaction
 from sparkjobs.store.engine import reading, unreachable
 from sparkjobs.store.keyed import insert_new
 from sparkjobs.store.models import Run, RunKind, Status, Step, Trigger
@@ -138,23 +139,27 @@ def submit_job(
     except ValueError as exc:
         raise BadInput(f"{exc}; triggers: {', '.join(t.value for t in Trigger)}") from exc
     try:
-        with _sessions(config, sessions) as factory, factory.begin() as session:
+        with _sessions(config, sessions) as factory:
             # Two statements: the run, then all its steps in one INSERT. A scheduled
             # slot may be taken by another scheduler: its INSERT returns the run it
-            # created, or nothing. Any other run has a fresh key: nothing to read back.
+            # created, or nothing (a Session's work). Any other run has a fresh key:
+            # nothing to read back, so its two INSERTs go straight to the driver.
             if scheduled_for is None:
                 run = run_values(job=job.name, kind=kind, trigger=how, params=merged,
                                  interactive=interactive)  # fmt: skip
-                run_id, created_at, created = run["id"], run["created_at"], True
-                insert_new(session, Run, [run])
+                run_id, created = run["id"], True
+                with transaction(factory.kw["bind"]) as tx:
+                    insert_new(tx, Run, [run])
+                    insert_new(tx, Step, _step_rows(run_id, plans, run["created_at"]))
             else:
-                slot, created = create_run(
-                    session, job=job.name, kind=kind, trigger=how, params=merged,
-                    scheduled_for=scheduled_for, interactive=interactive,
-                )  # fmt: skip
-                run_id, created_at = slot.id, slot.created_at
-            if created:
-                insert_new(session, Step, _step_rows(run_id, plans, created_at))
+                with factory.begin() as session:
+                    slot, created = create_run(
+                        session, job=job.name, kind=kind, trigger=how, params=merged,
+                        scheduled_for=scheduled_for, interactive=interactive,
+                    )  # fmt: skip
+                    run_id = slot.id
+                    if created:
+                        insert_new(session, Step, _step_rows(run_id, plans, slot.created_at))
     except DBAPIError as exc:
         raise unreachable(config.database, exc) from exc
     if created:

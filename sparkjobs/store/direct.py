@@ -59,13 +59,24 @@ def _compile(statement: Any, dialect: Dialect) -> _Compiled:
                 processors[name] = process
         else:
             value = bind.effective_value
-            constants[name] = value if process is None or value is None else process(value)
+            constants[name] = value if process is None else process(value)
     columns = getattr(statement, "selected_columns", None)
     if columns is None and getattr(statement, "_returning", None):
         columns = statement._returning  # an INSERT's or UPDATE's RETURNING
     order = tuple(compiled.positiontup) if compiled.positional else None
     return _Compiled(compiled.string, order, constants, processors,
                      tuple(c.type for c in columns or ()))  # fmt: skip
+
+
+def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> Any:
+    """The driver's parameters: the statement's own values and the caller's, processed."""
+    values = dict(compiled.constants)
+    for name, value in params.items():
+        process = compiled.processors.get(name)
+        values[name] = value if process is None else process(value)
+    if compiled.order is None:
+        return values
+    return tuple(values[name] for name in compiled.order)
 
 
 class Rows:
@@ -96,23 +107,24 @@ class Transaction:
     def get_bind(self) -> Engine:
         return self._engine
 
-    def execute(self, statement: Any, params: Mapping[str, Any] | None = None) -> Rows:
-        """Run `statement` (built once: it is compiled once and kept) with `params`.
+    def execute(
+        self,
+        statement: Any,
+        params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    ) -> Rows:
+        """Run `statement` (built once: it is compiled once and kept) with `params`,
+        or once for each set of parameters in a list of them (no rows returned).
 
         Raises:
             TypeError: the statement selects ORM entities, expands a list, or is one
                 of too many statements (built per call, it would be compiled each time).
         """
         compiled = self._compiled(statement)
-        values = dict(compiled.constants)
-        for name, value in (params or {}).items():
-            process = compiled.processors.get(name)
-            values[name] = value if process is None or value is None else process(value)
         cursor = self._cursor
-        if compiled.order is None:
-            cursor.execute(compiled.sql, values)
-        else:
-            cursor.execute(compiled.sql, tuple(values[name] for name in compiled.order))
+        if params is not None and not isinstance(params, Mapping):
+            cursor.executemany(compiled.sql, [_bound(compiled, each) for each in params])
+            return Rows((), cursor.rowcount)
+        cursor.execute(compiled.sql, _bound(compiled, params or {}))
         if cursor.description is None:
             return Rows((), cursor.rowcount)
         return Rows(self._rows(compiled, cursor), cursor.rowcount)
@@ -145,7 +157,7 @@ class Transaction:
             compiled.shape = (namedtuple("Row", names, rename=True), processors)
         row_type, processors = compiled.shape
         return [
-            row_type(*(raw if p is None or raw is None else p(raw)
+            row_type(*(raw if p is None else p(raw)
                        for p, raw in zip(processors, values, strict=True)))
             for values in cursor.fetchall()
         ]  # fmt: skip

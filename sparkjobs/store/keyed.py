@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, Table, bindparam, func, or_
-from sqlalchemy.orm import Session
 
 from sparkjobs.store.models import Base
 
@@ -42,7 +41,7 @@ def insert_ignoring_conflicts(
     return result.rowcount == 1
 
 
-def insert_new(session: Session, entity: type[Base], rows: list[dict[str, Any]]) -> None:
+def insert_new(session: Executor, entity: type[Base], rows: list[dict[str, Any]]) -> None:
     """Insert rows that cannot exist yet (fresh ids and keys, steps of runs this
     transaction created) in one batched statement: no conflict check, no read back."""
     if rows:

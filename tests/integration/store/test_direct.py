@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sparkjobs.store import direct
 from sparkjobs.store.direct import transaction
 from sparkjobs.store.engine import make_engine
+from sparkjobs.store.keyed import insert_new
 from sparkjobs.store.models import TERMINAL, Run, RunKind, Status, Trigger
-from sparkjobs.store.runs import create_run
+from sparkjobs.store.runs import create_run, run_values
 from sparkjobs.store.schema import upgrade
 
 RUNS = Run.__table__
@@ -158,3 +159,48 @@ def test_a_database_that_does_not_answer_is_sqlalchemys_operational_error() -> N
             pass
     finally:
         engine.dispose()
+
+
+def test_a_list_of_parameters_inserts_a_row_for_each(
+    sessions: sessionmaker[Session], engine: Engine
+) -> None:
+    rows = [run_values(job=f"many-{n}", kind=RunKind.CHAT, trigger=Trigger.SUBMIT,
+                       params={"n": n}) for n in range(3)]  # fmt: skip
+    with transaction(engine) as tx:
+        insert_new(tx, Run, rows)
+    with sessions() as session:
+        stored = session.scalars(select(Run).where(Run.job.like("many-%")).order_by(Run.job))
+        assert [(r.id, r.params, r.status) for r in stored] == [
+            (row["id"], {"n": n}, Status.QUEUED) for n, row in enumerate(rows)
+        ]
+
+
+@functools.cache
+def _set_params() -> Any:
+    return (
+        update(RUNS)
+        .where(RUNS.c.id == bindparam("p_id", type_=RUNS.c.id.type))
+        .values(params=bindparam("p_params", type_=RUNS.c.params.type))
+    )
+
+
+@functools.cache
+def _params_is_null() -> Any:
+    return select(RUNS.c.params.is_(None)).where(
+        RUNS.c.id == bindparam("p_id", type_=RUNS.c.id.type)
+    )
+
+
+def test_none_is_stored_as_a_session_stores_it(
+    sessions: sessionmaker[Session], engine: Engine
+) -> None:
+    ours, theirs = _new_run(sessions, n=1), _new_run(sessions, n=2)
+    with transaction(engine) as tx:
+        tx.execute(_set_params(), {"p_id": ours.id, "p_params": None})
+    with sessions.begin() as session:
+        session.execute(_set_params(), {"p_id": theirs.id, "p_params": None})
+    with sessions() as session:
+        stored = [session.scalar(_params_is_null(), {"p_id": run.id}) for run in (ours, theirs)]
+        read = [session.get_one(Run, run.id).params for run in (ours, theirs)]
+    assert stored[0] == stored[1]
+    assert read == [None, None]
