@@ -27,7 +27,7 @@ from sparkjobs.errors import BadInput, Unreachable
 from sparkjobs.execution.dispatch import publish_step
 from sparkjobs.execution.plan import StepPlan, plan_job
 from sparkjobs.store.direct import transaction
-from sparkjobs.store.engine import reading, unreachable
+from sparkjobs.store.engine import engine_of, reading, unreachable
 from sparkjobs.store.keyed import insert_new
 from sparkjobs.store.models import Run, RunKind, Status, Step, Trigger
 from sparkjobs.store.queries import get_run
@@ -148,7 +148,7 @@ def submit_job(
                 run = run_values(job=job.name, kind=kind, trigger=how, params=merged,
                                  interactive=interactive)  # fmt: skip
                 run_id, created = run["id"], True
-                with transaction(factory.kw["bind"]) as tx:
+                with transaction(engine_of(factory)) as tx:
                     insert_new(tx, Run, [run])
                     insert_new(tx, Step, _step_rows(run_id, plans, run["created_at"]))
             else:

@@ -12,15 +12,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.errors import UnknownRun
 from sparkjobs.execution.templates import TemplateContext, output_text
 from sparkjobs.store.engine import shared_sessions
+from sparkjobs.store.keyed import typed_param
 from sparkjobs.store.models import (
     Result,
     Run,
@@ -119,12 +120,12 @@ def _step_query(*, lock: bool, dialect: str = "") -> Any:
 @functools.cache
 def _earlier_query() -> Any:
     """The outputs of the steps before `p_index` of run `p_run_id`, in order."""
-    steps, results = Step.__table__, Result.__table__
+    steps, results = cast(Table, Step.__table__), Result.__table__
     return (
         select(steps.c.index, results.c.text, results.c.data)
         .join(results, results.c.step_id == steps.c.id, isouter=True)
-        .where(steps.c.run_id == bindparam("p_run_id", type_=steps.c.run_id.type),
-               steps.c.index < bindparam("p_index", type_=steps.c.index.type))
+        .where(steps.c.run_id == typed_param(steps, "run_id"),
+               steps.c.index < typed_param(steps, "index"))
         .order_by(steps.c.index)
     )  # fmt: skip
 
@@ -320,13 +321,13 @@ def next_to_publish(
 @functools.cache
 def _next_query() -> Any:
     """Step `p_index` of run `p_run_id`: where it runs, its status and its run's."""
-    steps, runs = Step.__table__, Run.__table__
+    steps, runs = cast(Table, Step.__table__), Run.__table__
     return (
         select(steps.c.index, steps.c.service, steps.c.name, steps.c.status,
                runs.c.status.label("run_status"))
         .join(runs, runs.c.id == steps.c.run_id)
-        .where(steps.c.run_id == bindparam("p_run_id", type_=steps.c.run_id.type),
-               steps.c.index == bindparam("p_index", type_=steps.c.index.type))
+        .where(steps.c.run_id == typed_param(steps, "run_id"),
+               steps.c.index == typed_param(steps, "index"))
     )  # fmt: skip
 
 

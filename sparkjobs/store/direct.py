@@ -163,7 +163,7 @@ class Transaction:
         ]  # fmt: skip
 
 
-_caches: dict[int, dict[int, tuple[Any, _Compiled]]] = {}
+_caches: dict[str, dict[int, tuple[Any, _Compiled]]] = {}
 _caches_lock = threading.Lock()
 
 
@@ -175,8 +175,8 @@ def transaction(engine: Engine) -> Iterator[Transaction]:
     (`sparkjobs.store.engine`). An exception rolls it back; a driver error comes out
     as `DBAPIError`, and a connection it found dead is dropped from the pool.
     """
-    with _caches_lock:
-        cache = _caches.setdefault(id(engine), {})
+    with _caches_lock:  # compiled per dialect: engines come and go, dialects do not
+        cache = _caches.setdefault(engine.dialect.name, {})
     dbapi_error = engine.dialect.loaded_dbapi.Error
     try:
         connection = engine.raw_connection()

@@ -155,10 +155,15 @@ def shared_sessions(url: str) -> sessionmaker[Session]:
         return found
 
 
-def shared_engine(url: str) -> Engine:
-    """The engine (and connection pool) of this process's session factory for `url`."""
-    engine: Engine = shared_sessions(url).kw["bind"]
+def engine_of(sessions: sessionmaker[Session]) -> Engine:
+    """The engine (and connection pool) that `sessions` binds its sessions to."""
+    engine: Engine = sessions.kw["bind"]
     return engine
+
+
+def shared_engine(url: str) -> Engine:
+    """The engine of this process's session factory for `url` (`shared_sessions`)."""
+    return engine_of(shared_sessions(url))
 
 
 def dispose_shared(url: str | None = None) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.execution.state import next_to_publish, start_step, succeed_step
 from sparkjobs.store.direct import Executor, transaction
+from sparkjobs.store.engine import engine_of
 from sparkjobs.store.models import Attempt, AttemptStatus, Run, RunKind, Status, Step, Trigger
 from sparkjobs.store.runs import add_step, create_run, finish_run
 from sparkjobs.store.statements import STEP_OUTCOME
@@ -33,7 +34,7 @@ def begin(request: pytest.FixtureRequest, sessions: sessionmaker[Session]) -> Be
     (`sparkjobs.store.direct`, as the worker runs them): the same outcome either way."""
     if request.param == "session":
         return sessions.begin
-    engine = sessions.kw["bind"]
+    engine = engine_of(sessions)
     return lambda: transaction(engine)
 
 
