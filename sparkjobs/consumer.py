@@ -13,7 +13,8 @@ kombu's Redis channel also builds a new redis-py client object (a few hundred
 response callbacks copied) for each message it records as unacknowledged and for
 each acknowledgement: about a tenth of a busy worker's CPU. The consumer's channel
 gets one client, made once over the channel's own connection pool (redis-py clients
-are safe to share between threads; each command takes a pooled connection).
+are safe to share between threads; each command takes a pooled connection). Its
+record of unacknowledged messages is written once per loop turn (sparkjobs.bookkeeping).
 """
 
 from __future__ import annotations
@@ -23,17 +24,31 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
+from sparkjobs.bookkeeping import TurnBookkeeping
+
 log = logging.getLogger(__name__)
 
 
 class BrokerRestartConsumer(Consumer):
     """Celery's consumer, closing its channel safely when the broker connection is lost,
-    and reusing one Redis client for its channel's bookkeeping."""
+    and reusing one Redis client for its channel's bookkeeping, written once per turn
+    of the event loop."""
+
+    hub: Any  # Celery's event loop (kombu's Hub), or None without one
+    book: TurnBookkeeping | None = None
 
     def connect(self) -> Any:
         connection = super().connect()
-        reuse_one_client(connection.default_channel)
+        channel = connection.default_channel
+        reuse_one_client(channel)
+        if self.hub is not None:  # without a loop (no turns), kombu writes as it goes
+            self.book = TurnBookkeeping.install(channel)
+            self.hub.on_tick.add(self._write_book)
         return connection
+
+    def _write_book(self) -> None:
+        if self.book is not None:
+            self.book.flush()
 
     def on_connection_error_after_connected(self, exc: Exception) -> None:
         connection = self.connection

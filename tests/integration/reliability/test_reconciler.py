@@ -11,13 +11,14 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from sparkjobs import reconciler as reconciler_module
 from sparkjobs.app import create_app
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.broker import queue_keys
 from sparkjobs.errors import Unreachable
 from sparkjobs.execution.dispatch import STEP_TASK
 from sparkjobs.jobs import chat, job
-from sparkjobs.reconciler import Reconciler
+from sparkjobs.reconciler import PASS_SPACING, Reconciler, next_pass_due
 from sparkjobs.store.models import Attempt, AttemptStatus, Result, Status, Step
 from sparkjobs.submission import submit_job, wait_for_run
 from sparkjobs.workunits import Unit, decode_message
@@ -112,6 +113,35 @@ def test_a_message_waiting_in_a_queue_is_never_published_twice(
         assert (done.pending, done.missing, done.published, done.restored) == (1, 0, [], [])
         clock.now += 10 * config.reconciler.unclaimed_s
     assert queued_units(fast_reconciler, broker) == [Unit(STEP_TASK, submitted.run_id, 0)]
+
+
+def test_a_queued_message_is_decoded_once_however_many_passes_see_it(
+    fast_reconciler: Cluster, reconciler: tuple[Reconciler, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[bytes] = []
+
+    def counted(raw: bytes) -> Unit | None:
+        decoded.append(raw)
+        return decode_message(raw)
+
+    monkeypatch.setattr(reconciler_module, "decode_message", counted)
+    config = fast_reconciler.config
+    first = submit_job(config, GREETING, trigger="submit")  # no worker consumes them
+    made, _ = reconciler
+    assert made.reconcile().missing == 0
+    second = submit_job(config, GREETING, trigger="submit")
+    assert (made.reconcile().pending, made.reconcile().missing) == (2, 0)
+    assert len(decoded) == 2  # each message once, over three passes
+    assert {decode_message(raw) for raw in decoded} == {
+        Unit(STEP_TASK, first.run_id, 0), Unit(STEP_TASK, second.run_id, 0)
+    }  # fmt: skip
+
+
+def test_passes_are_spaced_by_how_long_the_last_one_took() -> None:
+    assert next_pass_due(100.0, 100.01) == pytest.approx(100.0 + 0.01 * PASS_SPACING)
+    # A backlog that makes a pass take 2 s: the next starts 2 * PASS_SPACING s after.
+    assert next_pass_due(100.0, 102.0) == pytest.approx(100.0 + 2.0 * PASS_SPACING)
+    assert PASS_SPACING >= 10  # passes take at most a tenth of the worker's time
 
 
 def running_attempt(cluster: Cluster, run_id: uuid.UUID) -> Attempt:
