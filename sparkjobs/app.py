@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import redis
 
     from sparkjobs.config import Config
+    from sparkjobs.execution.notify import Publisher
+    from sparkjobs.turn_writes import TurnWrites
 
 Role = Literal["daemon", "client"]
 
@@ -37,6 +39,14 @@ class SparkjobsApp(Celery):
         )  # fmt: skip
         self.sparkjobs_config = config
         self.role: Role = role
+        # In a worker with an event loop, the writes it sends once per loop turn.
+        self.turn_writes: TurnWrites | None = None
+
+    @property
+    def announcer(self) -> Publisher:
+        """Where this process announces a run's end: with its worker loop's next
+        writes (sparkjobs.turn_writes), or straight to Redis."""
+        return self.turn_writes or self.redis
 
     @cached_property
     def redis(self) -> redis.Redis:

@@ -14,7 +14,8 @@ response callbacks copied) for each message it records as unacknowledged and for
 each acknowledgement: about a tenth of a busy worker's CPU. The consumer's channel
 gets one client, made once over the channel's own connection pool (redis-py clients
 are safe to share between threads; each command takes a pooled connection). Its
-record of unacknowledged messages is written once per loop turn (sparkjobs.bookkeeping).
+record of unacknowledged messages, and the announcements of runs' ends, are written
+once per loop turn (sparkjobs.turn_writes).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
-from sparkjobs.bookkeeping import TurnBookkeeping
+from sparkjobs.app import SparkjobsApp
+from sparkjobs.turn_writes import TurnWrites
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +34,25 @@ log = logging.getLogger(__name__)
 class BrokerRestartConsumer(Consumer):
     """Celery's consumer, closing its channel safely when the broker connection is lost,
     and reusing one Redis client for its channel's bookkeeping, written once per turn
-    of the event loop."""
+    of the event loop with the announcements of runs' ends."""
 
     hub: Any  # Celery's event loop (kombu's Hub), or None without one
-    book: TurnBookkeeping | None = None
+    writes: TurnWrites | None = None
 
     def connect(self) -> Any:
         connection = super().connect()
         channel = connection.default_channel
         reuse_one_client(channel)
         if self.hub is not None:  # without a loop (no turns), kombu writes as it goes
-            self.book = TurnBookkeeping.install(channel)
-            self.hub.on_tick.add(self._write_book)
+            self.writes = TurnWrites.install(channel)
+            if isinstance(self.app, SparkjobsApp):  # where the tasks announce runs' ends
+                self.app.turn_writes = self.writes
+            self.hub.on_tick.add(self._write)
         return connection
 
-    def _write_book(self) -> None:
-        if self.book is not None:
-            self.book.flush()
+    def _write(self) -> None:
+        if self.writes is not None:
+            self.writes.flush()
 
     def on_connection_error_after_connected(self, exc: Exception) -> None:
         connection = self.connection

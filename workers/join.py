@@ -69,7 +69,7 @@ def join_audio(self: Task[Any, Any], run_id: str, index: int, service: str) -> N
     def fail(error: str) -> None:
         with sessions.begin() as session:
             fail_step(session, run, context.step_id, error, attempt_id=attempt.id)
-        announce_finished(config, app.redis, run, Status.FAILED)
+        announce_finished(config, app.announcer, run, Status.FAILED)
 
     try:
         if expected is None or len(pieces) != expected:
@@ -97,7 +97,7 @@ def join_audio(self: Task[Any, Any], run_id: str, index: int, service: str) -> N
                on_retry=retry_later, on_failure=fail)  # fmt: skip
         return
     if ended:  # after the commit: whoever waits reads SQL now
-        announce_finished(config, app.redis, run, Status.SUCCEEDED)
+        announce_finished(config, app.announcer, run, Status.SUCCEEDED)
     if follow is not None:
         publish_step(app, run, follow.index, follow.service)
 

@@ -63,7 +63,7 @@ def speak_piece(self: Task[Any, Any], run_id: str, index: int, piece: int, servi
         with sessions.begin() as session:
             fail_piece(session, step_id, piece, error)
             fail_step(session, run, step_id, error, attempt_id=attempt.id)
-        announce_finished(config, app.redis, run, Status.FAILED)
+        announce_finished(config, app.announcer, run, Status.FAILED)
 
     try:
         client = shared_client(config.services[service], name=service)

@@ -78,7 +78,7 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
     def fail(error: str) -> None:
         with sessions.begin() as session:
             fail_step(session, run, context.step_id, error, attempt_id=attempt)
-        announce_finished(config, app.redis, run, Status.FAILED)
+        announce_finished(config, app.announcer, run, Status.FAILED)
 
     try:
         if context.kind == "speak":
@@ -113,7 +113,7 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
                on_retry=retry_later, on_failure=fail)  # fmt: skip
         return
     if ended:  # after the commit: whoever waits reads SQL now
-        announce_finished(config, app.redis, run, Status.SUCCEEDED)
+        announce_finished(config, app.announcer, run, Status.SUCCEEDED)
     _move_on(app, context, follow)
 
 

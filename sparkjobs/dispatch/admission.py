@@ -212,7 +212,7 @@ def admit(
             if piece is not None:
                 fail_piece(session, row.step_id, piece, error)
             fail_step(session, run, row.step_id, error)
-        announce_finished(app.sparkjobs_config, app.redis, run, "failed")
+        announce_finished(app.sparkjobs_config, app.announcer, run, "failed")
         log.error("%s", error)
         raise Ignore() from exc
     if isinstance(answer, Lease):

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sparkjobs.broker import key, redis_client
 
@@ -32,13 +32,19 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 2.0
 
 
+class Publisher(Protocol):
+    """What can announce: a redis-py client, or a worker's turn writes."""
+
+    def publish(self, channel: str, message: str) -> Any: ...
+
+
 def finished_channel(config: Config, run_id: uuid.UUID) -> str:
     """The pub/sub channel on which run `run_id`'s end is announced."""
     return key(config, "run", str(run_id), "finished")
 
 
 def announce_finished(
-    config: Config, client: redis.Redis | None, run_id: uuid.UUID, status: Status | str
+    config: Config, client: Publisher | None, run_id: uuid.UUID, status: Status | str
 ) -> None:
     """Announce that run `run_id` is terminal; call only after the commit that made it so.
 
@@ -47,21 +53,23 @@ def announce_finished(
 
     Args:
         config: the cluster config (for the key prefix and, without `client`, the broker).
-        client: a redis-py client to publish with (a worker's `app.redis`); None: a
-            short-lived one is made and closed.
+        client: what to publish with (a worker's `app.announcer`: its loop's next
+            writes, or a redis-py client); None: a short-lived client is made and closed.
         run_id: the run.
         status: its terminal status, carried in the message for people watching.
     """
-    own = client is None
-    publisher = redis_client(config, timeout_s=2.0) if client is None else client
+    if client is None:
+        own = redis_client(config, timeout_s=2.0)
+        try:
+            announce_finished(config, own, run_id, status)
+        finally:
+            own.close()
+        return
     payload = json.dumps({"run_id": str(run_id), "status": str(getattr(status, "value", status))})
     try:
-        publisher.publish(finished_channel(config, run_id), payload)
+        client.publish(finished_channel(config, run_id), payload)
     except Exception as exc:  # best effort, see the docstring
         log.warning("could not announce the end of run %s: %s", run_id, exc)
-    finally:
-        if own:
-            publisher.close()
 
 
 class FinishWatch:

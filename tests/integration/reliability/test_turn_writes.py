@@ -1,5 +1,5 @@
-"""A worker's record of unacknowledged messages is written once per loop turn, and still
-restores every message kombu would have restored."""
+"""A worker's record of unacknowledged messages, and its announcements of runs' ends, are
+written once per loop turn; every message kombu would have restored is still restored."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from sparkjobs.bookkeeping import TurnBookkeeping
+from sparkjobs.execution.notify import announce_finished, finished_channel
 from sparkjobs.jobs import chat, job
 from sparkjobs.store.models import Status
 from sparkjobs.submission import submit_job, wait_for_run
+from sparkjobs.turn_writes import TurnWrites
 from tests.fixtures_cluster import Cluster
 from tests.fixtures_services import Broker
 
@@ -26,15 +28,15 @@ HANG_GUARD_S = 60.0
 
 
 class Channel:
-    """A kombu Redis channel with the turn bookkeeping installed, and its queue."""
+    """A kombu Redis channel with its writes queued per loop turn, and its queue."""
 
     def __init__(self, broker: Broker, connection: Connection) -> None:
         self.broker = broker
         self.connection = connection
         self.channel = connection.default_channel
-        book = TurnBookkeeping.install(self.channel)
-        assert book is not None
-        self.book = book
+        writes = TurnWrites.install(self.channel)
+        assert writes is not None
+        self.writes = writes
         self.name = f"q-{uuid.uuid4().hex[:8]}"
         self.queue = Queue(self.name, Exchange(self.name), routing_key=self.name)
 
@@ -72,9 +74,9 @@ def test_records_are_written_at_the_flush_and_erased_at_the_next(channel: Channe
     channel.publish(1, 2, 3)
     messages = [channel.get() for _ in range(3)]
     assert channel.records() == {}  # received, not yet written
-    assert channel.book.pending() == 3
+    assert channel.writes.pending() == 3
 
-    channel.book.flush()
+    channel.writes.flush()
     records = channel.records()
     assert len(records) == 3
     assert channel.indexed() == 3
@@ -86,17 +88,17 @@ def test_records_are_written_at_the_flush_and_erased_at_the_next(channel: Channe
     messages[0].ack()
     messages[1].ack()
     assert len(channel.records()) == 3  # erased at the next flush, all at once
-    channel.book.flush()
+    channel.writes.flush()
     assert set(channel.records()) == {messages[2].delivery_tag.encode()}
     assert channel.indexed() == 1
-    assert channel.book.pending() == 0
+    assert channel.writes.pending() == 0
 
 
 def test_a_message_acknowledged_before_the_flush_is_never_written(channel: Channel) -> None:
     channel.publish(1)
     channel.get().ack()
-    assert channel.book.pending() == 0  # the queued record is dropped, nothing to erase
-    channel.book.flush()
+    assert channel.writes.pending() == 0  # the queued record is dropped, nothing to erase
+    channel.writes.flush()
     assert channel.records() == {}
     assert channel.indexed() == 0
 
@@ -109,7 +111,7 @@ def test_a_requeue_before_the_flush_puts_the_message_back(channel: Channel) -> N
     message.reject(requeue=True)
     assert channel.queued() == [7]
     assert channel.records() == {}
-    assert channel.book.pending() == 0
+    assert channel.writes.pending() == 0
 
 
 def test_closing_the_channel_restores_messages_not_yet_written(channel: Channel) -> None:
@@ -122,9 +124,25 @@ def test_closing_the_channel_restores_messages_not_yet_written(channel: Channel)
     assert channel.indexed() == 0
 
 
+def test_an_announcement_goes_out_with_the_next_writes(channel: Channel) -> None:
+    config = SimpleNamespace(broker_key_prefix=channel.broker.prefix)
+    run_id = uuid.uuid4()
+    with channel.broker.client.pubsub() as listener:  # type: ignore[no-untyped-call]
+        listener.subscribe(finished_channel(config, run_id))  # type: ignore[arg-type]
+        assert listener.get_message(timeout=HANG_GUARD_S)["type"] == "subscribe"
+        announce_finished(config, channel.writes, run_id, Status.SUCCEEDED)  # type: ignore[arg-type]
+        assert listener.get_message(timeout=0.2) is None  # queued, not sent
+        assert channel.writes.pending() == 1
+        channel.writes.flush()
+        message = listener.get_message(timeout=HANG_GUARD_S)
+    assert message is not None
+    assert json.loads(message["data"]) == {"run_id": str(run_id), "status": "succeeded"}
+    assert channel.writes.pending() == 0
+
+
 def test_a_channel_of_another_transport_is_left_alone() -> None:
     with Connection("memory://") as connection:
-        assert TurnBookkeeping.install(connection.default_channel) is None
+        assert TurnWrites.install(connection.default_channel) is None
 
 
 def test_a_busy_worker_leaves_no_record_behind(workers: Cluster, broker: Broker) -> None:
