@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -254,13 +254,12 @@ def succeed_step(
     from sparkjobs.store.runs import record_result, succeed_at_once
 
     last = context.index == context.steps - 1
+    dialect = session.get_bind().dialect.name
     if (
         attempt_id is not None
         and started_at is not None
-        and (text is not None or data is not None)
-        and set(finish) <= {"timings", "now"}
-        and session.get_bind().dialect.name == "postgresql"
-    ):  # all of it in one statement
+        and succeeds_in_one_statement(dialect, text, data, finish)
+    ):
         return succeed_at_once(
             session, context.step_id, context.run_id, last=last, attempt_id=attempt_id,
             started_at=started_at, text=text, data=data, task_id=task_id, **finish,
@@ -274,6 +273,19 @@ def succeed_step(
     if done and last:
         finish_run(session, context.run_id, status=Status.SUCCEEDED)
     return done
+
+
+def succeeds_in_one_statement(
+    dialect: str, text: str | None, data: dict[str, Any] | None, finish: Mapping[str, Any]
+) -> bool:
+    """Whether `succeed_step`, given its attempt and when it started, writes all of a
+    success in one statement (which then needs no transaction around it:
+    `sparkjobs.store.direct.transaction(autocommit=True)`)."""
+    return (
+        dialect == "postgresql"
+        and (text is not None or data is not None)
+        and set(finish) <= {"timings", "now"}
+    )
 
 
 def fail_step(

@@ -168,12 +168,16 @@ _caches_lock = threading.Lock()
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Transaction]:
+def transaction(engine: Engine, *, autocommit: bool = False) -> Iterator[Transaction]:
     """A transaction on a connection from `engine`'s pool, committed at exit.
 
     On SQLite it takes the write lock at its start, as the store's sessions do
     (`sparkjobs.store.engine`). An exception rolls it back; a driver error comes out
     as `DBAPIError`, and a connection it found dead is dropped from the pool.
+
+    `autocommit`: on PostgreSQL, each statement commits on its own, which saves the
+    round trips of BEGIN and COMMIT; for a caller that writes in one statement (and
+    may read after it). SQLite ignores it.
     """
     with _caches_lock:  # compiled per dialect: engines come and go, dialects do not
         cache = _caches.setdefault(engine.dialect.name, {})
@@ -185,12 +189,17 @@ def transaction(engine: Engine) -> Iterator[Transaction]:
             None, None, exc, dbapi_error, connection_invalidated=True, dialect=engine.dialect
         ) from exc
     cursor = None
+    alone = autocommit and engine.dialect.name == "postgresql"
+    driver: Any = connection.dbapi_connection
     try:
+        if alone:
+            driver.autocommit = True
         cursor = connection.cursor()
         if engine.dialect.name == "sqlite":
             cursor.execute("BEGIN IMMEDIATE")
         yield Transaction(engine, cursor, cache)
-        connection.commit()
+        if not alone:
+            connection.commit()
     except dbapi_error as exc:
         _rollback(connection)
         dead = engine.dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
@@ -205,6 +214,11 @@ def transaction(engine: Engine) -> Iterator[Transaction]:
     finally:
         if cursor is not None:
             cursor.close()
+        if alone and connection.is_valid:
+            try:
+                driver.autocommit = False
+            except Exception as exc:  # never back to the pool committing each statement
+                connection.invalidate(exc)
         connection.close()  # back to the pool
 
 

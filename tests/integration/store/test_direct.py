@@ -113,6 +113,32 @@ def test_a_driver_error_is_sqlalchemys_and_the_transaction_leaves_nothing(
         assert tx.scalar(_read_run(), {"p_id": run.id}) == run.id
 
 
+def test_autocommit_commits_each_statement_on_postgresql_and_leaves_the_pool_as_it_was(
+    sessions: sessionmaker[Session], engine: Engine
+) -> None:
+    at = datetime.now(UTC)
+
+    def finish_then_fail(run_id: uuid.UUID, *, autocommit: bool) -> None:
+        with transaction(engine, autocommit=autocommit) as tx:
+            tx.execute(_finish_run(), {"p_id": run_id, "p_status": Status.FAILED, "p_at": at})
+            raise ZeroDivisionError  # after the statement
+
+    def status(run_id: uuid.UUID) -> Status:
+        with sessions() as session:
+            return session.get_one(Run, run_id).status
+
+    run = _new_run(sessions)
+    with pytest.raises(ZeroDivisionError):
+        finish_then_fail(run.id, autocommit=True)
+    committed = engine.dialect.name == "postgresql"  # SQLite ignores autocommit
+    assert status(run.id) == (Status.FAILED if committed else Status.QUEUED)
+    # The pooled connection is back to transactions: this one rolls back as a whole.
+    other = _new_run(sessions)
+    with pytest.raises(ZeroDivisionError):
+        finish_then_fail(other.id, autocommit=False)
+    assert status(other.id) == Status.QUEUED
+
+
 def test_statements_that_need_a_session_are_refused_with_the_reason(engine: Engine) -> None:
     with transaction(engine) as tx:
         with pytest.raises(TypeError, match="ORM entities"):
