@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 
 
 class BrokerRestartConsumer(Consumer):
-    """Celery's consumer, closing its channel safely when the broker connection is lost,
-    and reusing one Redis client for its channel's bookkeeping, written once per turn
-    of the event loop with the announcements of runs' ends."""
+    """Celery's consumer, closing its channel safely when the broker connection is lost.
+    Its channel reuses one Redis client for kombu's own commands; with an event loop,
+    the record of delivered messages and the announcements of runs' ends are written
+    once per turn of the loop (`TurnWrites`)."""
 
     hub: Any  # Celery's event loop (kombu's Hub), or None without one
     writes: TurnWrites | None = None

@@ -203,11 +203,9 @@ class Reconciler:
             for name in queue_keys(prefix, node):
                 pipe.lrange(name, 0, -1)
         known, self._units = self._units, {}
-        for batch in pipe.execute():
-            for raw in batch:
-                if raw not in self._units:
-                    unit = known[raw] if raw in known else _unit_key(raw)
-                    self._units[raw] = unit
+        for raw in (raw for batch in pipe.execute() for raw in batch):
+            if raw not in self._units:
+                self._units[raw] = known[raw] if raw in known else _unit_key(raw)
         return {unit for unit in self._units.values() if unit is not None}
 
     def _unacked(self) -> list[Unacked]:
