@@ -3,7 +3,6 @@ unix socket, a migrated SQLite store, and a config whose services are free loopb
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from _harness import free_port
 
 from sparkjobs.up.redis_server import find_redis_server, redis_server_argv
 
@@ -22,17 +22,6 @@ class BenchCluster:
     broker_url: str
     socket_path: Path
     ports: dict[str, int]
-
-
-def free_ports(count: int) -> list[int]:
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 @contextmanager
@@ -59,7 +48,7 @@ def bench_cluster(home: Path) -> Iterator[BenchCluster]:
                 time.sleep(0.05)
         client.close()
         names = ("orpheus", "backend", "gemma", "a1", "a2")
-        ports = dict(zip(names, free_ports(len(names)), strict=True))
+        ports = dict(zip(names, (free_port() for _ in names), strict=True))
         database = f"sqlite:///{home / 'sparkjobs.db'}"
         upgrade(database)
         broker = f"redis+socket://{socket_path}"

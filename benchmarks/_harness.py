@@ -27,10 +27,20 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port nothing listens on, never the same twice in one process: the
+    kernel may hand a port closed again to the next bind(0), and a config with one
+    port for two listeners is refused."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @contextmanager

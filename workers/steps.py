@@ -20,9 +20,6 @@ from sparkjobs.backends import OrpheusClient, ServerClient
 from sparkjobs.backends.shared import shared_client
 from sparkjobs.config import Config
 from sparkjobs.dispatch.admission import (
-    Standing,
-    admit,
-    admit_at_once,
     call_slot,
     release_current,
 )
@@ -33,16 +30,15 @@ from sparkjobs.execution.failures import settle
 from sparkjobs.execution.notify import announce_finished
 from sparkjobs.execution.outputs import Output, run_chat, run_clone, run_custom, step_timings
 from sparkjobs.execution.piece_state import create_pieces, pieces_ready, spoken_in_one_piece
+from sparkjobs.execution.prologue import start_task_step
 from sparkjobs.execution.sentences import split_text
 from sparkjobs.execution.state import (
     NextStep,
-    Started,
     StepContext,
     fail_step,
     next_to_publish,
     run_ended,
     sessions_for,
-    start_step,
     succeed_step,
     succeeds_in_one_statement,
 )
@@ -62,7 +58,7 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
     sessions = sessions_for(config.database)
     run = uuid.UUID(run_id)
     task_id = str(self.request.id)
-    started = _start(self, run, index, service)
+    started = start_task_step(self, run, index, service)
     context, attempt = started.context, started.attempt_id
     if attempt is None:  # finished already (or the run was cancelled): at most move on
         if started.status == Status.SUCCEEDED:
@@ -132,37 +128,6 @@ def _move_on(app: SparkjobsApp, context: StepContext, follow: NextStep | None) -
     if follow is not None:
         publish_step(app, context.run_id, follow.index, follow.service, kind=follow.name,
                      job=context.job, steps=context.steps)  # fmt: skip
-
-
-def _start(task: Task[Any, Any], run: uuid.UUID, index: int, service: str) -> Started:
-    """A step task's prologue: one transaction reads the step and opens its attempt.
-
-    A kind whose one call the gate admits (chat, clone, speak) first gets a lease, or
-    waits: no attempt before the server can answer. The gate is tried once inside
-    that transaction (one Redis round trip while it holds the step's lock); only
-    when that try finds no slot, or the server unwell, does the task leave the
-    transaction, let `admit` wait or record why, and open the attempt in a second
-    one. Other kinds are admitted on what that read found, with no further read.
-    """
-    engine = shared_engine(cast(SparkjobsApp, task.app).sparkjobs_config.database)
-    task_id, worker = str(task.request.id), str(task.request.hostname)
-    admitted = False
-
-    def at_once(standing: Standing) -> bool:
-        nonlocal admitted
-        admitted = admit_at_once(task, str(run), index, service, standing)
-        return admitted
-
-    with transaction(engine) as session:
-        started = start_step(session, run, index, task_id=task_id, worker=worker,
-                             gate_first=True, admit_now=at_once)  # fmt: skip
-    if admitted:
-        return started
-    admit(task, str(run), index, service, standing=started.standing)
-    if started.gate_first:
-        with transaction(engine) as session:
-            started = start_step(session, run, index, task_id=task_id, worker=worker)
-    return started
 
 
 def _execute(config: Config, context: StepContext) -> Output:

@@ -81,11 +81,32 @@ def find_step(session: Session, run_id: uuid.UUID, index: int) -> Step:
     return step
 
 
+def step_columns() -> tuple[tuple[Any, ...], Any]:
+    """What a step task reads of its step: the step joined with its run, the run's
+    step count and what admission needs (`sparkjobs.dispatch.admission.standing_columns`),
+    as the columns and the join they select from (bound to `p_run_id`, `p_index`)."""
+    from sparkjobs.dispatch.admission import standing_columns
+
+    # On the tables, not the ORM entities: a Core query skips the ORM's row handling.
+    steps, runs = Step.__table__, Run.__table__
+    others = steps.alias()
+    total = (
+        select(func.count())
+        .select_from(others)
+        .where(others.c.run_id == bindparam("p_run_id", type_=steps.c.run_id.type))
+    )
+    columns = (
+        *standing_columns(), steps.c.service, steps.c.node, steps.c.started_at,
+        runs.c.status.label("run_status"), runs.c.job, runs.c.params,
+        runs.c.scheduled_for, runs.c.created_at, total.scalar_subquery().label("total"),
+    )  # fmt: skip
+    return columns, steps.join(runs, runs.c.id == steps.c.run_id)
+
+
 @functools.cache
 def _step_query(*, lock: bool, dialect: str = "") -> Any:
-    """Step `p_index` of run `p_run_id` joined with its run, the run's step count, and
-    what admission needs (`sparkjobs.dispatch.admission.standing_columns`): one
-    query, built once (every task runs it), with the step's row locked if `lock`.
+    """Step `p_index` of run `p_run_id` as `step_columns` reads it: one query, built
+    once (every task runs it), with the step's row locked if `lock`.
 
     Locked on PostgreSQL, it also turns off `synchronous_commit` for its transaction
     (the start of an attempt): that commit then returns without waiting for the WAL
@@ -93,22 +114,13 @@ def _step_query(*, lock: bool, dialect: str = "") -> Any:
     sequence, so a finished step is as durable as ever; a crash between the two loses
     only the "running" mark of a step whose message is then delivered again.
     """
-    from sparkjobs.dispatch.admission import standing_columns
-
-    # On the tables, not the ORM entities: a Core query skips the ORM's row handling.
-    steps, runs = Step.__table__, Run.__table__
-    run_id = bindparam("p_run_id", type_=steps.c.run_id.type)
-    index = bindparam("p_index", type_=steps.c.index.type)
-    others = steps.alias()
-    total = select(func.count()).select_from(others).where(others.c.run_id == run_id)
+    steps = Step.__table__
+    columns, joined = step_columns()
     query = (
-        select(
-            *standing_columns(), steps.c.service, steps.c.node, steps.c.started_at,
-            runs.c.status.label("run_status"), runs.c.job, runs.c.params,
-            runs.c.scheduled_for, runs.c.created_at, total.scalar_subquery().label("total"),
-        )
-        .select_from(steps.join(runs, runs.c.id == steps.c.run_id))
-        .where(steps.c.run_id == run_id, steps.c.index == index)
+        select(*columns)
+        .select_from(joined)
+        .where(steps.c.run_id == bindparam("p_run_id", type_=steps.c.run_id.type),
+               steps.c.index == bindparam("p_index", type_=steps.c.index.type))
     )  # fmt: skip
     if not lock:
         return query
@@ -130,8 +142,8 @@ def _earlier_query() -> Any:
     )  # fmt: skip
 
 
-def _context(session: Executor, run_id: uuid.UUID, index: int, row: Any) -> StepContext:
-    """The context of a step from its `_step_query` row (and its earlier steps' outputs)."""
+def context_of(session: Executor, run_id: uuid.UUID, index: int, row: Any) -> StepContext:
+    """The context of a step from a row of `step_columns` (and its earlier steps' outputs)."""
     spec = dict(row.spec or {})
     earlier: list[Any] = []
     if index > 0:
@@ -163,7 +175,7 @@ def load_context(session: Session, run_id: uuid.UUID, index: int) -> StepContext
     row = session.execute(_step_query(lock=False), {"p_run_id": run_id, "p_index": index}).first()
     if row is None:
         raise UnknownRun(f"no step {index} of run {run_id} in the store")
-    return _context(session, run_id, index, row)
+    return context_of(session, run_id, index, row)
 
 
 @dataclass(frozen=True)
@@ -215,7 +227,7 @@ def start_step(
     if row is None:
         raise UnknownRun(f"no step {index} of run {run_id} in the store")
     standing = standing_of(row)
-    context = _context(session, run_id, index, row)
+    context = context_of(session, run_id, index, row)
     if row.status.terminal or row.run_status.terminal:
         return Started(context, standing, row.status, None, None)
     if gate_first and standing.gated():

@@ -37,6 +37,9 @@ class _Compiled:
     constants: dict[str, Any]  # the statement's own values, processed
     processors: dict[str, Callable[[Any], Any]]  # the caller's parameters' processors
     types: tuple[Any, ...]  # the result columns' types, if the statement names them
+    # Whether it returns rows: known from a SELECT or a DML statement, not from text.
+    # (Asking the cursor costs psycopg an object per column, at every execution.)
+    returns_rows: bool | None
     shape: tuple[type, tuple[Callable[[Any], Any] | None, ...]] | None = field(default=None)
 
 
@@ -64,8 +67,9 @@ def _compile(statement: Any, dialect: Dialect) -> _Compiled:
     if columns is None and getattr(statement, "_returning", None):
         columns = statement._returning  # an INSERT's or UPDATE's RETURNING
     order = tuple(compiled.positiontup) if compiled.positional else None
+    returns_rows = True if columns else False if getattr(statement, "is_dml", False) else None
     return _Compiled(compiled.string, order, constants, processors,
-                     tuple(c.type for c in columns or ()))  # fmt: skip
+                     tuple(c.type for c in columns or ()), returns_rows)  # fmt: skip
 
 
 def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> Any:
@@ -125,7 +129,10 @@ class Transaction:
             cursor.executemany(compiled.sql, [_bound(compiled, each) for each in params])
             return Rows((), cursor.rowcount)
         cursor.execute(compiled.sql, _bound(compiled, params or {}))
-        if cursor.description is None:
+        returns_rows = compiled.returns_rows
+        if returns_rows is None:
+            returns_rows = cursor.description is not None
+        if not returns_rows:
             return Rows((), cursor.rowcount)
         return Rows(self._rows(compiled, cursor), cursor.rowcount)
 

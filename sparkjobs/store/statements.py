@@ -10,6 +10,7 @@ values. Each statement's parameters are named `p_<column>` (`keyed.named_params`
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Boolean, Column, Table, bindparam, exists, func, literal, select, update
@@ -25,11 +26,17 @@ def _table(entity: type[Any]) -> Table:
     return table
 
 
+def not_one_of(value: Any, excluded: Iterable[Any]) -> Any:
+    """`value` NOT IN `excluded`, each a literal of the value's type, not one list
+    parameter, which would be expanded at every execution (and which
+    `sparkjobs.store.direct` cannot run)."""
+    kind = getattr(value, "type", None)
+    return value.not_in([literal(each, kind) for each in excluded])
+
+
 def _unfinished(status: Column[Any]) -> Any:
-    """`status` is not final: NOT IN with each final status a literal of the column's
-    type, not one list parameter, which would be expanded at every execution (and
-    which `sparkjobs.store.direct` cannot run)."""
-    return status.not_in([literal(final, status.type) for final in TERMINAL])
+    """`status` is not final."""
+    return not_one_of(status, TERMINAL)
 
 
 @functools.cache
