@@ -10,40 +10,25 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, make_url, select, text, update
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.errors import UnknownRun
 from sparkjobs.execution.prologue import open_at_once
 from sparkjobs.execution.state import Started, start_step
 from sparkjobs.store.direct import transaction
-from sparkjobs.store.engine import make_engine, session_factory
 from sparkjobs.store.models import Attempt, AttemptStatus, Run, RunKind, Status, Step, Trigger
 from sparkjobs.store.runs import add_step, create_run, finish_run
-from sparkjobs.store.schema import upgrade
-from tests.fixtures_db import POSTGRES_URL, postgres_schema
-from tests.fixtures_services import require
 
 
 @pytest.fixture
-def engine(postgres_unreachable: Exception | None) -> Iterator[Engine]:
-    """A migrated store on PostgreSQL, whatever the leg: the statement is PostgreSQL's."""
-    require("PostgreSQL", str(make_url(POSTGRES_URL).host), postgres_unreachable)
-    for url in postgres_schema(POSTGRES_URL):
-        upgrade(url)
-        made = make_engine(url)
-        yield made
-        made.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return session_factory(engine)
+def engine(postgres_engine: Engine) -> Engine:
+    """The statement is PostgreSQL's: on either leg."""
+    return postgres_engine
 
 
 def _run(sessions: sessionmaker[Session], kind: str, *, wait: str | None = None) -> uuid.UUID:
