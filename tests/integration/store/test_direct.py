@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, bindparam, insert, literal, select, update
+from sqlalchemy import Engine, bindparam, insert, literal, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -137,6 +137,27 @@ def test_autocommit_commits_each_statement_on_postgresql_and_leaves_the_pool_as_
     with pytest.raises(ZeroDivisionError):
         finish_then_fail(other.id, autocommit=False)
     assert status(other.id) == Status.QUEUED
+
+
+# Text says nothing of what it returns: the cursor is asked after it ran.
+_TEXT_READ = text("SELECT job FROM runs WHERE job = :job")
+_TEXT_WRITE = text("UPDATE runs SET job = :job WHERE job = :was")
+
+
+def test_rows_come_back_from_what_returns_them_and_only_from_that(
+    sessions: sessionmaker[Session], engine: Engine
+) -> None:
+    run = _new_run(sessions)
+    with transaction(engine) as tx:
+        unchanged = tx.execute(_finish_run(), {"p_id": uuid.uuid4(), "p_status": Status.FAILED,
+                                               "p_at": datetime.now(UTC)})  # fmt: skip
+        assert (unchanged.all(), unchanged.rowcount) == ([], 0)  # RETURNING, no row matched
+        written = tx.execute(_TEXT_WRITE, {"job": "renamed", "was": "direct"})
+        assert (written.all(), written.rowcount) == ([], 1)
+        assert tx.execute(_TEXT_READ, {"job": "renamed"}).all() == [("renamed",)]
+        finished = tx.execute(_finish_run(), {"p_id": run.id, "p_status": Status.FAILED,
+                                              "p_at": datetime.now(UTC)})  # fmt: skip
+        assert [row.status for row in finished.all()] == [Status.FAILED]
 
 
 def test_statements_that_need_a_session_are_refused_with_the_reason(engine: Engine) -> None:
