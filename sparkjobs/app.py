@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import urlsplit
 
 from celery import Celery
 from kombu import Queue
@@ -27,8 +26,6 @@ Role = Literal["daemon", "client"]
 
 # Task modules every node loads (the same workers package is deployed everywhere).
 TASK_MODULES = ("workers.ping", "workers.steps", "workers.pieces", "workers.join")
-# kombu's Redis transport with a client per channel, not per command (imported by kombu).
-REDIS_TRANSPORT = "sparkjobs.broker_transport:Transport"
 
 
 class SparkjobsApp(Celery):
@@ -80,8 +77,6 @@ def create_app(config: Config, *, role: Role = "client") -> SparkjobsApp:
         transport["global_keyprefix"] = config.broker_key_prefix
     if role == "client":
         transport |= {"socket_connect_timeout": 2, "socket_timeout": 5, "max_retries": 1}
-    if urlsplit(config.broker).scheme == "redis":  # one client per channel, not per command
-        app.conf.broker_transport = REDIS_TRANSPORT
     app.conf.update(
         broker_url=config.broker,
         broker_transport_options=transport,
