@@ -298,7 +298,12 @@ def active_run_exists(config: Config, job_name: str) -> bool:
     Raises:
         Unreachable: the database did not answer.
     """
-    active = (Run.job == job_name) & Run.status.in_([Status.QUEUED, Status.RUNNING])
+    # Through the run's unfinished steps (the partial index `ix_steps_unfinished`): a
+    # queued or running run has one, and a job's finished runs are never read.
+    active = (
+        (Step.finished_at.is_(None)) & (Run.id == Step.run_id) & (Run.job == job_name)
+        & Run.status.in_([Status.QUEUED, Status.RUNNING])
+    )  # fmt: skip
     try:
         with store_sessions(config) as sessions, reading(sessions) as session:
             return bool(session.scalar(select(exists().where(active))))

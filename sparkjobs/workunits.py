@@ -92,7 +92,8 @@ def pending_units(session: Session) -> list[PendingUnit]:
         select(Step.run_id, Step.index, Step.id, Step.service, Step.pieces_total,
                Step.pieces_done, Run.interactive)
         .join(Run, Run.id == Step.run_id)
-        .where(Run.status.in_(ACTIVE), Step.status.in_(ACTIVE))
+        # Unfinished steps first: the partial index `ix_steps_unfinished` holds them.
+        .where(Step.finished_at.is_(None), Step.status.in_(ACTIVE), Run.status.in_(ACTIVE))
         .order_by(Step.run_id, Step.index)
     ).all()  # fmt: skip
     current: dict[uuid.UUID, Any] = {}

@@ -1,7 +1,8 @@
 """The tables of the SQL store, as SQLAlchemy 2 typed models.
 
 Runs hold steps; a step has attempts, at most one result and linked artifacts. Every
-time is timezone-aware UTC, every status a string checked by the database itself.
+time is timezone-aware UTC, every status a string checked by the database itself
+(`sparkjobs.store.choice`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Dialect,
-    Enum,
     Float,
     ForeignKey,
     Index,
@@ -30,7 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.sql.expression import false
+from sqlalchemy.sql.expression import false, text
+
+from sparkjobs.store.choice import Choice
 
 # Explicit names so that both engines, and every future migration, agree on them.
 NAMING_CONVENTION = {
@@ -116,17 +118,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def status_type(enum: type[StrEnum], name: str) -> Enum:
-    """A VARCHAR holding the enum's values, with a CHECK constraint on both engines."""
-    return Enum(
-        enum,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=16,
-        values_callable=lambda members: [member.value for member in members],
-    )
-
+UNFINISHED = text("finished_at IS NULL")
 
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
 
@@ -152,11 +144,13 @@ class Run(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     job: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[RunKind] = mapped_column(status_type(RunKind, "run_kind"))
-    trigger: Mapped[Trigger] = mapped_column(status_type(Trigger, "run_trigger"))
+    kind: Mapped[RunKind] = mapped_column(Choice(RunKind, "run_kind"))
+    trigger: Mapped[Trigger] = mapped_column(Choice(Trigger, "run_trigger"))
     scheduled_for: Mapped[datetime | None]
     idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
-    status: Mapped[Status] = mapped_column(status_type(Status, "run_status"), index=True)
+    # Not indexed: a status change then updates the row in place (migration 0007);
+    # unfinished runs are found through `ix_steps_unfinished`.
+    status: Mapped[Status] = mapped_column(Choice(Status, "run_status"))
     created_at: Mapped[datetime] = mapped_column(index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -178,6 +172,10 @@ class Step(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "index"),
         Index(None, "service", "finished_at"),
+        # Only the steps not finished yet: every queued or running run has one.
+        Index(
+            "ix_steps_unfinished", "run_id", postgresql_where=UNFINISHED, sqlite_where=UNFINISHED
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -186,7 +184,7 @@ class Step(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     node: Mapped[str] = mapped_column(String(63))
     service: Mapped[str] = mapped_column(String(63))
-    status: Mapped[Status] = mapped_column(status_type(Status, "step_status"))
+    status: Mapped[Status] = mapped_column(Choice(Status, "step_status"))
     queued_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -225,7 +223,7 @@ class Attempt(Base):
     number: Mapped[int] = mapped_column(Integer)
     task_id: Mapped[str] = mapped_column(String(155))
     worker: Mapped[str] = mapped_column(String(255))
-    status: Mapped[AttemptStatus] = mapped_column(status_type(AttemptStatus, "attempt_status"))
+    status: Mapped[AttemptStatus] = mapped_column(Choice(AttemptStatus, "attempt_status"))
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
@@ -242,7 +240,7 @@ class StepPiece(Base):
     )
     index: Mapped[int] = mapped_column(Integer, primary_key=True)
     text: Mapped[str] = mapped_column(Text)
-    status: Mapped[PieceStatus] = mapped_column(status_type(PieceStatus, "piece_status"))
+    status: Mapped[PieceStatus] = mapped_column(Choice(PieceStatus, "piece_status"))
     sha256: Mapped[str | None] = mapped_column(String(64))  # its audio, once synthesized
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[datetime | None]
@@ -306,7 +304,7 @@ class StepArtifact(Base):
     sha256: Mapped[str] = mapped_column(
         ForeignKey("artifacts.sha256", ondelete="RESTRICT"), primary_key=True, index=True
     )
-    role: Mapped[ArtifactRole] = mapped_column(status_type(ArtifactRole, "artifact_role"))
+    role: Mapped[ArtifactRole] = mapped_column(Choice(ArtifactRole, "artifact_role"))
     name: Mapped[str | None] = mapped_column(String(200))
 
     artifact: Mapped[Artifact] = relationship()
