@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from celery import Celery
 from kombu import Queue
 
+from sparkjobs import broker_transport
 from sparkjobs.routing import ServiceRouter
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ def create_app(config: Config, *, role: Role = "client") -> SparkjobsApp:
         role: "daemon" (worker, beat, Flower: retry the broker forever) or
             "client" (the CLI and library callers: short timeouts, fail fast).
     """
+    broker_transport.install()  # one redis-py client per channel, not per command
     app = SparkjobsApp(config, role)
     events_always = config.worker.task_events == "always"
     transport: dict[str, object] = {

@@ -9,13 +9,9 @@ message. Closing the channel first, while the transport is still attached, makes
 the later close a no-op. Messages it could not restore (Redis is down) stay in
 Redis' unacknowledged set, where the reconciler restores those no live worker holds.
 
-kombu's Redis channel also builds a new redis-py client object (a few hundred
-response callbacks copied) for each message it records as unacknowledged and for
-each acknowledgement: about a tenth of a busy worker's CPU. The consumer's channel
-gets one client, made once over the channel's own connection pool (redis-py clients
-are safe to share between threads; each command takes a pooled connection). Its
-record of unacknowledged messages, and the announcements of runs' ends, are written
-once per loop turn (sparkjobs.turn_writes).
+The record of unacknowledged messages, and the announcements of runs' ends, are
+written once per loop turn (sparkjobs.turn_writes), over the one client the channel
+keeps for its commands (sparkjobs.broker_transport).
 """
 
 from __future__ import annotations
@@ -33,9 +29,8 @@ log = logging.getLogger(__name__)
 
 class BrokerRestartConsumer(Consumer):
     """Celery's consumer, closing its channel safely when the broker connection is lost.
-    Its channel reuses one Redis client for kombu's own commands; with an event loop,
-    the record of delivered messages and the announcements of runs' ends are written
-    once per turn of the loop (`TurnWrites`)."""
+    With an event loop, the record of delivered messages and the announcements of runs'
+    ends are written once per turn of the loop (`TurnWrites`)."""
 
     hub: Any  # Celery's event loop (kombu's Hub), or None without one
     writes: TurnWrites | None = None
@@ -43,7 +38,6 @@ class BrokerRestartConsumer(Consumer):
     def connect(self) -> Any:
         connection = super().connect()
         channel = connection.default_channel
-        reuse_one_client(channel)
         if self.hub is not None:  # without a loop (no turns), kombu writes as it goes
             self.writes = TurnWrites.install(channel)
             if isinstance(self.app, SparkjobsApp):  # where the tasks announce runs' ends
@@ -64,28 +58,3 @@ class BrokerRestartConsumer(Consumer):
             except Exception as error:  # Redis is down: nothing could be restored now
                 log.info("broker lost: unacknowledged messages stay in Redis (%r)", error)
         super().on_connection_error_after_connected(exc)
-
-
-def reuse_one_client(channel: Any) -> None:
-    """Make kombu's Redis `channel` use one client for its synchronous commands.
-
-    kombu asks `channel.Client(connection_pool=channel.pool)` for a new client each
-    time; this answers with one made the first time. Other requests (the asynchronous
-    pool that listens for messages, another pool after a reconnection) get new ones,
-    as before. A channel of another transport is left as it is.
-    """
-    make = getattr(channel, "Client", None)
-    if make is None or not hasattr(channel, "pool"):
-        return
-    made: dict[str, Any] = {}
-
-    def client(**kwargs: Any) -> Any:
-        pool = kwargs.get("connection_pool")
-        if pool is None or pool is not channel.pool:
-            return make(**kwargs)
-        shared = made.get("client")
-        if shared is None or shared.connection_pool is not pool:
-            shared = made["client"] = make(**kwargs)
-        return shared
-
-    channel.Client = client
