@@ -64,10 +64,10 @@ def start_task_step(task: Task[Any, Any], run: uuid.UUID, index: int, service: s
     engine = shared_engine(cast(SparkjobsApp, task.app).sparkjobs_config.database)
     task_id, worker = str(task.request.id), str(task.request.hostname)
     if engine.dialect.name != "postgresql":
-        return _start_in_transaction(task, engine, run, index, service)
+        return _start_in_transaction(task, engine, run, index, service, task_id, worker)
     started = _open(engine, run, index, task_id, worker, admitted=False)
     if started is None:  # a twin delivery took this attempt's number
-        return _start_in_transaction(task, engine, run, index, service)
+        return _start_in_transaction(task, engine, run, index, service, task_id, worker)
     if not started.gate_first:
         admit(task, str(run), index, service, standing=started.standing)  # its ticket
         return started
@@ -75,21 +75,20 @@ def start_task_step(task: Task[Any, Any], run: uuid.UUID, index: int, service: s
         admit(task, str(run), index, service, standing=started.standing)  # waits, or raises
     opened = _open(engine, run, index, task_id, worker, admitted=True)
     if opened is None:
-        with transaction(engine) as session:
-            return start_step(session, run, index, task_id=task_id, worker=worker)
+        return _start_admitted(engine, run, index, task_id, worker)
     if opened.attempt_id is None:  # finished meanwhile: the lease goes back now
         release_current()
     return opened
 
 
 def _start_in_transaction(
-    task: Task[Any, Any], engine: Engine, run: uuid.UUID, index: int, service: str
-) -> Started:
+    task: Task[Any, Any], engine: Engine, run: uuid.UUID, index: int, service: str,
+    task_id: str, worker: str,
+) -> Started:  # fmt: skip
     """The prologue as one transaction that holds the step's lock: its gate is tried
     once inside it (one Redis round trip); only when that try finds no slot, or the
     server unwell, does the task leave it, let `admit` wait or record why, and open
     the attempt in a second one."""
-    task_id, worker = str(task.request.id), str(task.request.hostname)
     admitted = False
 
     def at_once(standing: Standing) -> bool:
@@ -104,9 +103,17 @@ def _start_in_transaction(
         return started
     admit(task, str(run), index, service, standing=started.standing)
     if started.gate_first:
-        with transaction(engine) as session:
-            started = start_step(session, run, index, task_id=task_id, worker=worker)
+        return _start_admitted(engine, run, index, task_id, worker)
     return started
+
+
+def _start_admitted(
+    engine: Engine, run: uuid.UUID, index: int, task_id: str, worker: str
+) -> Started:
+    """Open the attempt of a step the gate has admitted, in a transaction that locks
+    its row (`start_step`)."""
+    with transaction(engine) as session:
+        return start_step(session, run, index, task_id=task_id, worker=worker)
 
 
 def _open(
