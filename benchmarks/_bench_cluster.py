@@ -79,9 +79,3 @@ voices = ["tara", "leah"]
     finally:
         server.terminate()
         server.wait(timeout=10)
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2

@@ -32,11 +32,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from statistics import median
 from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_cluster import bench_cluster, median
+from _bench_cluster import bench_cluster
 
 if TYPE_CHECKING:
     from sparkjobs.app import SparkjobsApp

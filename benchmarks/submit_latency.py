@@ -19,10 +19,11 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_cluster import bench_cluster, median
+from _bench_cluster import bench_cluster
 
 TEXT = "Good morning. Here is the weather for today, and the news."
 
