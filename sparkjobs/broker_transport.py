@@ -45,6 +45,8 @@ def install() -> None:
     """Serve kombu's Redis URLs with `Transport` from now on, in this process."""
     path = f"{__name__}:{Transport.__name__}"
     for name in NAMES:
+        if kombu.transport.TRANSPORT_ALIASES.get(name) == path:
+            continue  # installed already (every app of the process calls this)
         kombu.transport.TRANSPORT_ALIASES[name] = path
         # kombu caches the class of each name it resolved: forget kombu's own.
         kombu.transport._transport_cache.pop(name, None)  # type: ignore[attr-defined]

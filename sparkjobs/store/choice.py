@@ -4,9 +4,8 @@ On SQLite the column is a VARCHAR with a CHECK constraint on the table. On Postg
 it is a domain over VARCHAR with the same check (migration 0006): a table's CHECK
 constraints are compiled again for every statement that writes a row of it, even
 when the statement leaves the column alone, while a domain's check is compiled once
-per connection and evaluated only where a value is assigned to the column. On the
-runs a worker starts and finishes, that was a tenth of PostgreSQL's CPU
-(docs/benchmarks.md).
+per connection and evaluated only where a value is assigned to the column (on the
+runs a worker starts and finishes, a tenth less of PostgreSQL's CPU: docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -20,8 +19,8 @@ from sqlalchemy.dialects.postgresql import DOMAIN
 LENGTH = 16
 
 
-def domain_check(values: tuple[str, ...]) -> str:
-    """The check of a domain (or a table's CHECK on `column`) for `values`."""
+def _check(values: tuple[str, ...]) -> str:
+    """A domain's check that its value is one of `values`."""
     return "VALUE IN (" + ", ".join(f"'{value}'" for value in values) + ")"
 
 
@@ -43,7 +42,7 @@ class Choice(TypeDecorator[StrEnum]):
 
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         if dialect.name == "postgresql":
-            domain = DOMAIN(self.name, String(LENGTH), check=domain_check(self.values))
+            domain = DOMAIN(self.name, String(LENGTH), check=_check(self.values))
             return dialect.type_descriptor(domain)
         return self.impl_instance
 

@@ -42,7 +42,7 @@ def test_published_messages_all_reach_the_queue_over_one_client(
         assert urlsplit(connection.as_uri()).scheme == urlsplit(config.broker).scheme
         channel = connection.default_channel
         first = channel._create_client()
-        assert channel._create_client() is first  # kombu's own: a new one per command
+        assert channel._create_client() is first  # kombu's channel: a new one per command
         assert channel._create_client(asynchronous=True) is not first  # the loop's own
         channel._disconnect_pools()  # as kombu does after a lost connection
         replaced = channel._create_client()

@@ -100,25 +100,23 @@ def test_status_of_a_missing_sqlite_file_is_empty_and_does_not_create_it(tmp_pat
     assert not path.exists()
 
 
+# A run whose status no version of the store allows.
+UNKNOWN_STATUS = text(
+    "INSERT INTO runs (id, job, kind, trigger, idempotency_key, status, created_at,"
+    " params) VALUES (:id, 'j', 'chat', 'api', :key, 'exploded', :now, '{}')"
+)
+
+
+def _unknown_status() -> dict[str, object]:
+    return {"id": uuid.uuid4().hex, "key": "some-key", "now": datetime.now(UTC)}
+
+
 def test_the_database_itself_refuses_a_status_it_does_not_know(database_url: str) -> None:
     upgrade(database_url)
     engine = make_engine(database_url)
-    row = {
-        "id": uuid.uuid4().hex,
-        "key": "some-key",
-        "now": datetime.now(UTC),
-        "status": "exploded",
-    }
     try:
         with pytest.raises(IntegrityError, match="run_status"), engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO runs (id, job, kind, trigger, idempotency_key, status,"
-                    " created_at, params) VALUES (:id, 'j', 'chat', 'api', :key, :status,"
-                    " :now, '{}')"
-                ),
-                row,
-            )
+            conn.execute(UNKNOWN_STATUS, _unknown_status())
     finally:
         engine.dispose()
 
@@ -128,20 +126,15 @@ def test_downgrading_below_the_status_domains_checks_statuses_on_the_tables_agai
 ) -> None:
     upgrade(database_url)
     engine = make_engine(database_url)
-    row = {"id": uuid.uuid4().hex, "key": "some-key", "now": datetime.now(UTC)}
-    insert = text(
-        "INSERT INTO runs (id, job, kind, trigger, idempotency_key, status, created_at,"
-        " params) VALUES (:id, 'j', 'chat', 'api', :key, 'exploded', :now, '{}')"
-    )
     try:
         with engine.begin() as connection:
             command.downgrade(alembic_config(connection), "0005")
         with pytest.raises(IntegrityError, match="ck_runs_run_status"), engine.begin() as conn:
-            conn.execute(insert, row)
+            conn.execute(UNKNOWN_STATUS, _unknown_status())
         assert "ix_runs_status" in {index["name"] for index in inspect(engine).get_indexes("runs")}
         upgrade(database_url)
         with pytest.raises(IntegrityError, match="run_status"), engine.begin() as conn:
-            conn.execute(insert, row)
+            conn.execute(UNKNOWN_STATUS, _unknown_status())
         assert "ix_runs_status" not in {i["name"] for i in inspect(engine).get_indexes("runs")}
     finally:
         engine.dispose()

@@ -12,7 +12,7 @@ from sparkjobs.execution.state import start_step, succeed_step
 from sparkjobs.store.engine import session_factory
 from sparkjobs.store.models import Run, RunKind, Status, Step, Trigger
 from sparkjobs.store.runs import add_step, create_run
-from sparkjobs.workunits import ACTIVE
+from sparkjobs.workunits import ACTIVE, pending_units
 
 # Every column that holds one of an enum's values: (table, column, domain).
 CHOICES = {
@@ -103,8 +103,6 @@ def test_on_postgresql_a_run_s_start_and_finish_update_its_row_in_place(
 def test_active_runs_are_found_through_their_unfinished_steps(
     sessions: sessionmaker[Session],
 ) -> None:
-    from sparkjobs.workunits import pending_units
-
     finished, active = _run(sessions, "finished"), _run(sessions, "active")
     with sessions.begin() as session:
         started = start_step(session, finished, 0, task_id="task-1", worker="w1")
