@@ -34,6 +34,7 @@ from sparkjobs.execution.prologue import start_task_step
 from sparkjobs.execution.sentences import split_text
 from sparkjobs.execution.state import (
     NextStep,
+    Started,
     StepContext,
     fail_step,
     next_to_publish,
@@ -57,7 +58,6 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
     config = app.sparkjobs_config
     sessions = sessions_for(config.database)
     run = uuid.UUID(run_id)
-    task_id = str(self.request.id)
     started = start_task_step(self, run, index, service)
     context, attempt = started.context, started.attempt_id
     if attempt is None:  # finished already (or the run was cancelled): at most move on
@@ -67,14 +67,21 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
             _move_on(app, context, follow)
         return
     what = f"step {index} ({context.kind} on {service})"
+    deferred = started.deferred
+
+    def recorded() -> uuid.UUID | None:
+        """The attempt's id once its start is written (now, if it was deferred)."""
+        return attempt if deferred is None else deferred.written()
 
     def retry_later(error: str) -> None:
-        with sessions.begin() as session:
-            finish_attempt(session, attempt, error=error)
+        failed = recorded()
+        if failed is not None:
+            with sessions.begin() as session:
+                finish_attempt(session, failed, error=error)
 
     def fail(error: str) -> None:
         with sessions.begin() as session:
-            fail_step(session, run, context.step_id, error, attempt_id=attempt)
+            fail_step(session, run, context.step_id, error, attempt_id=recorded())
         announce_finished(config, app.announcer, run, Status.FAILED)
 
     try:
@@ -84,43 +91,68 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
             output = _execute(config, context)
         if output is None:  # long speech: fanned out into pieces, finished by the join
             return
-        # The WAV goes to disk while the step's rows, its own included, are written;
-        # they commit once the file is durable.
-        wav = None if output.wav is None else store_wav_soon(config, context.node, output.wav)
-        data = output.data if wav is None else {"artifact": wav.sha256, **(output.data or {})}
-        engine = shared_engine(config.database)
-        # A success without artifacts may be one statement, which needs no transaction
-        # around it (two round trips fewer); next_to_publish only reads after it.
-        alone = (
-            wav is None and not output.inputs and context.kind != "speak"
-            and started.started_at is not None
-            and succeeds_in_one_statement(engine.dialect.name, output.text, data,
-                                          {"timings": output.timings})
-        )  # fmt: skip
-        with transaction(engine, autocommit=alone) as tx:
-            for source in output.inputs:
-                link_artifact(tx, context.step_id, source, role=ArtifactRole.INPUT)
-            if context.kind == "speak":
-                spoken_in_one_piece(tx, context.step_id)
-            done = succeed_step(
-                tx, context, attempt_id=attempt, text=output.text, data=data,
-                task_id=task_id, timings=output.timings, started_at=started.started_at,
-            )  # fmt: skip
-            ended = done and context.index == context.steps - 1
-            # Only the delivery that finished the step moves the run on: a twin that
-            # ran at the same time would otherwise run every later step twice.
-            follow = next_to_publish(tx, run, index, steps=context.steps) if done else None
-            if wav is not None:
-                record_wav(tx, wav.wav)
-                link_artifact(tx, context.step_id, wav.sha256, name="audio")
-                wav.durable()  # last: the rows that name the file commit after its fsync
+        outcome = _record_success(self, config, started, output)
     except Exception as exc:
         settle(self, exc, what=what, max_delay_s=config.tasks.max_retry_delay_s,
                on_retry=retry_later, on_failure=fail)  # fmt: skip
         return
+    if outcome is None:  # the step or its run finished while it ran
+        return
+    ended, follow = outcome
     if ended:  # after the commit: whoever waits reads SQL now
         announce_finished(config, app.announcer, run, Status.SUCCEEDED)
     _move_on(app, context, follow)
+
+
+def _record_success(
+    task: Task[Any, Any], config: Config, started: Started, output: Output
+) -> tuple[bool, NextStep | None] | None:
+    """Record a step's output and success, and its attempt's start if deferred.
+
+    Returns:
+        Whether this ended the run, and the step to publish next; None when there
+        is nothing to record: the step or its run finished while it ran.
+    """
+    context, attempt, deferred = started.context, started.attempt_id, started.deferred
+    # The WAV goes to disk while the step's rows, its own included, are written;
+    # they commit once the file is durable.
+    wav = None if output.wav is None else store_wav_soon(config, context.node, output.wav)
+    data = output.data if wav is None else {"artifact": wav.sha256, **(output.data or {})}
+    engine = shared_engine(config.database)
+    # A success without artifacts may be one statement, which needs no transaction
+    # around it (two round trips fewer); next_to_publish only reads after it.
+    alone = (
+        wav is None and not output.inputs and context.kind != "speak"
+        and started.started_at is not None
+        and succeeds_in_one_statement(engine.dialect.name, output.text, data,
+                                      {"timings": output.timings})
+    )  # fmt: skip
+    # A deferred start is written with the success when both fit one statement.
+    with_start = alone and deferred is not None and deferred.take_back()
+    if deferred is not None and not with_start:
+        attempt = deferred.written()
+        if attempt is None:
+            return None
+    with transaction(engine, autocommit=alone) as tx:
+        for source in output.inputs:
+            link_artifact(tx, context.step_id, source, role=ArtifactRole.INPUT)
+        if context.kind == "speak":
+            spoken_in_one_piece(tx, context.step_id)
+        done = succeed_step(
+            tx, context, attempt_id=attempt, text=output.text, data=data,
+            task_id=str(task.request.id), timings=output.timings,
+            started_at=started.started_at,
+            worker=str(task.request.hostname) if with_start else None,
+        )  # fmt: skip
+        # Only the delivery that finished the step moves the run on: a twin that
+        # ran at the same time would otherwise run every later step twice.
+        follow = next_to_publish(tx, context.run_id, context.index,
+                                 steps=context.steps) if done else None  # fmt: skip
+        if wav is not None:
+            record_wav(tx, wav.wav)
+            link_artifact(tx, context.step_id, wav.sha256, name="audio")
+            wav.durable()  # last: the rows that name the file commit after its fsync
+    return done and context.index == context.steps - 1, follow
 
 
 def _move_on(app: SparkjobsApp, context: StepContext, follow: NextStep | None) -> None:

@@ -1,12 +1,14 @@
 """A step task's prologue: read the step, let the gate admit it, open its attempt.
 
-On PostgreSQL the read and the attempt are one statement (`open_at_once`), run
-outside a transaction: it locks the step's row, numbers and inserts the attempt,
-and marks the step and a queued run running, one round trip where a transaction
-of a locked read and an INSERT took four. A kind the gate admits (chat, clone,
-speak) reads first, takes its lease, then opens its attempt with the same
-statement. SQLite, and the rare twin delivery whose attempt number the other took,
-go through `sparkjobs.execution.state.start_step` in a transaction.
+On PostgreSQL the step is read first, without a lock. A kind that needs no lease
+(custom) starts at once, its attempt's start deferred
+(`sparkjobs.execution.deferred_start`): written with its success, or while it runs
+if it lasts. A kind the gate admits (chat, clone, speak) takes its lease, then
+opens its attempt in one statement (`open_at_once`), run outside a transaction: it
+locks the step's row, numbers and inserts the attempt, and marks the step and a
+queued run running, one round trip where a transaction of a locked read and an
+INSERT took four. SQLite, and the rare twin delivery whose attempt number the other
+took, go through `sparkjobs.execution.state.start_step` in a transaction.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from sparkjobs.dispatch.admission import (
     standing_of,
 )
 from sparkjobs.errors import UnknownRun
-from sparkjobs.execution.state import Started, context_of, start_step, step_columns
+from sparkjobs.execution.deferred_start import defer
+from sparkjobs.execution.state import Started, context_of, read_step, start_step, step_columns
 from sparkjobs.store.direct import Transaction, transaction
 from sparkjobs.store.engine import shared_engine
 from sparkjobs.store.models import TERMINAL, Attempt, AttemptStatus, Run, Status, Step
@@ -65,20 +68,37 @@ def start_task_step(task: Task[Any, Any], run: uuid.UUID, index: int, service: s
     task_id, worker = str(task.request.id), str(task.request.hostname)
     if engine.dialect.name != "postgresql":
         return _start_in_transaction(task, engine, run, index, service, task_id, worker)
-    started = _open(engine, run, index, task_id, worker, admitted=False)
-    if started is None:  # a twin delivery took this attempt's number
-        return _start_in_transaction(task, engine, run, index, service, task_id, worker)
-    if not started.gate_first:
-        admit(task, str(run), index, service, standing=started.standing)  # its ticket
-        return started
-    if not admit_at_once(task, str(run), index, service, started.standing):
-        admit(task, str(run), index, service, standing=started.standing)  # waits, or raises
+    with transaction(engine, autocommit=True) as tx:
+        read, startable = read_step(tx, run, index)
+    if not startable:
+        return read
+    if not read.gate_first:
+        admit(task, str(run), index, service, standing=read.standing)  # its ticket
+        return _deferred(engine, read, task_id, worker)
+    if not admit_at_once(task, str(run), index, service, read.standing):
+        admit(task, str(run), index, service, standing=read.standing)  # waits, or raises
     opened = _open(engine, run, index, task_id, worker, admitted=True)
     if opened is None:
         return _start_admitted(engine, run, index, task_id, worker)
     if opened.attempt_id is None:  # finished meanwhile: the lease goes back now
         release_current()
     return opened
+
+
+def _deferred(engine: Engine, read: Started, task_id: str, worker: str) -> Started:
+    """The step started, its attempt's start deferred: written by `open_at_once` when
+    something needs it before the step's success, which else writes it."""
+    run, index = read.context.run_id, read.context.index
+    attempt_id, now = uuid.uuid4(), utc_now()
+
+    def write() -> uuid.UUID | None:
+        opened = _open(engine, run, index, task_id, worker, admitted=False,
+                       attempt_id=attempt_id, now=now)  # fmt: skip
+        if opened is None:  # a twin took this attempt's number
+            opened = _start_admitted(engine, run, index, task_id, worker, now=now)
+        return opened.attempt_id
+
+    return dataclasses.replace(read, attempt_id=attempt_id, started_at=now, deferred=defer(write))
 
 
 def _start_in_transaction(
@@ -108,19 +128,22 @@ def _start_in_transaction(
 
 
 def _start_admitted(
-    engine: Engine, run: uuid.UUID, index: int, task_id: str, worker: str
-) -> Started:
-    """Open the attempt of a step the gate has admitted, in a transaction that locks
-    its row (`start_step`)."""
+    engine: Engine, run: uuid.UUID, index: int, task_id: str, worker: str,
+    now: datetime | None = None,
+) -> Started:  # fmt: skip
+    """Open the attempt of a step the gate has admitted (or that needs no lease), in a
+    transaction that locks its row (`start_step`)."""
     with transaction(engine) as session:
-        return start_step(session, run, index, task_id=task_id, worker=worker)
+        return start_step(session, run, index, task_id=task_id, worker=worker, now=now)
 
 
 def _open(
-    engine: Engine, run: uuid.UUID, index: int, task_id: str, worker: str, *, admitted: bool
-) -> Started | None:
+    engine: Engine, run: uuid.UUID, index: int, task_id: str, worker: str, *, admitted: bool,
+    attempt_id: uuid.UUID | None = None, now: datetime | None = None,
+) -> Started | None:  # fmt: skip
     with transaction(engine, autocommit=True) as tx:
-        return open_at_once(tx, run, index, task_id=task_id, worker=worker, admitted=admitted)
+        return open_at_once(tx, run, index, task_id=task_id, worker=worker, admitted=admitted,
+                            attempt_id=attempt_id, now=now)  # fmt: skip
 
 
 def open_at_once(
@@ -131,6 +154,7 @@ def open_at_once(
     task_id: str,
     worker: str,
     admitted: bool,
+    attempt_id: uuid.UUID | None = None,
     now: datetime | None = None,
 ) -> Started | None:
     """Read step `index` of a run and open its attempt, in one PostgreSQL statement.
@@ -148,7 +172,7 @@ def open_at_once(
         UnknownRun: the run or the step is not in the store.
     """
     now = now or utc_now()
-    attempt_id = uuid.uuid4()
+    attempt_id = attempt_id or uuid.uuid4()
     params = {"p_run_id": run_id, "p_index": index, "p_attempt_id": attempt_id,
               "p_task_id": task_id, "p_worker": worker, "p_now": now,
               "p_admitted": admitted}  # fmt: skip

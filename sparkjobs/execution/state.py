@@ -32,6 +32,7 @@ from sparkjobs.store.runs import finish_run, finish_step, open_attempt, utc_now
 
 if TYPE_CHECKING:
     from sparkjobs.dispatch.admission import Standing
+    from sparkjobs.execution.deferred_start import DeferredStart
     from sparkjobs.store.direct import Executor
 
 
@@ -188,6 +189,29 @@ class Started:
     attempt_id: uuid.UUID | None  # None: no attempt (finished, run ended, or `gate_first`)
     started_at: datetime | None  # when the attempt started
     gate_first: bool = False  # not started: the gate must admit the task first
+    deferred: DeferredStart | None = None  # the attempt's start, if not written yet
+
+
+def read_step(session: Executor, run_id: uuid.UUID, index: int) -> tuple[Started, bool]:
+    """Read step `index` of a run as `start_step` does, without its lock or its writes.
+
+    Returns:
+        The step as a `Started` without an attempt (`gate_first` for a kind the gate
+        admits), and whether it may start: neither it nor its run is finished.
+
+    Raises:
+        UnknownRun: the run or the step is not in the store.
+    """
+    from sparkjobs.dispatch.admission import standing_of
+
+    row = session.execute(_step_query(lock=False), {"p_run_id": run_id, "p_index": index}).first()
+    if row is None:
+        raise UnknownRun(f"no step {index} of run {run_id} in the store")
+    standing = standing_of(row)
+    startable = not (row.status.terminal or row.run_status.terminal)
+    context = context_of(session, run_id, index, row)
+    gate_first = startable and standing.gated()
+    return Started(context, standing, row.status, None, None, gate_first=gate_first), startable
 
 
 def start_step(
@@ -254,19 +278,31 @@ def succeed_step(
     data: dict[str, Any] | None = None,
     task_id: str | None = None,
     started_at: datetime | None = None,
+    worker: str | None = None,
     **finish: Any,
 ) -> bool:
     """Record a step's output and finish it; the run too when this was its last step.
 
     `started_at`: when the attempt began (`Started.started_at`), which saves a read.
+    `worker`: the attempt's start was deferred and is written here, by `worker`, with
+    the success (in one statement: `succeeds_in_one_statement` must hold).
 
     Returns:
         True if this call finished the step (False: a twin delivery already had).
     """
+    from sparkjobs.store.late_start import succeed_with_start
     from sparkjobs.store.runs import record_result, succeed_at_once
 
     last = context.index == context.steps - 1
     dialect = session.get_bind().dialect.name
+    if worker is not None:
+        if attempt_id is None or started_at is None or task_id is None:
+            raise ValueError("a deferred start is written with its attempt, time and task")
+        return succeed_with_start(
+            session, context.step_id, context.run_id, last=last, attempt_id=attempt_id,
+            started_at=started_at, worker=worker, text=text, data=data, task_id=task_id,
+            **finish,
+        )  # fmt: skip
     if (
         attempt_id is not None
         and started_at is not None

@@ -13,7 +13,20 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Table, bindparam, exists, func, literal, select, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Table,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -198,13 +211,19 @@ def start_attempt_pg() -> Any:
 
 
 @functools.cache
-def succeed_step_pg() -> Any:
+def succeed_step_pg(*, with_start: bool = False) -> Any:
     """Store a step's result (unless it has one), close its attempt, finish the step
     (unless finished) and, if `p_last` and this finished the step, the run.
 
     Parameters: step_id, text, data, task_id, finished_at, attempt_id, run_id, last,
     and `STEP_OUTCOME`'s latency and timings. Returns one row: `done`, 1 if this
-    call finished the step, else 0.
+    call finished the step, else 0, and `recorded`, the attempts written.
+
+    `with_start`: the attempt's start was deferred (`sparkjobs.execution.deferred_start`)
+    and is written here: the attempt is inserted closed, numbered after the step's
+    others (nothing is inserted if a twin took that number meanwhile: `recorded` 0),
+    the step and the run get their start time if they have none, and a queued run
+    becomes running unless this finished it. More parameters: worker, started_at.
     """
     steps, runs, attempts, results = _table(Step), _table(Run), _table(Attempt), _table(Result)
     now = typed_param(steps, "finished_at")
@@ -216,33 +235,79 @@ def succeed_step_pg() -> Any:
         .returning(results.c.step_id)
         .cte("result")
     )
-    attempt = (
-        update(attempts)
-        .where(attempts.c.id == _named("attempt_id", attempts, "id"),
-               attempts.c.finished_at.is_(None))
-        .values(finished_at=now, status=AttemptStatus.SUCCEEDED, error=None)
-        .returning(attempts.c.id)
-        .cte("attempt")
-    )  # fmt: skip
+    last = bindparam("p_last", type_=Boolean())
+    started = _named("started_at", attempts, "started_at")
     outcome = {name: typed_param(steps, name) for name in STEP_OUTCOME[3:]}
+    step_values = {"status": Status.SUCCEEDED, "finished_at": now, "error": None, **outcome}
+    if with_start:
+        attempt = _closed_attempt(now, started)
+        step_values["started_at"] = func.coalesce(steps.c.started_at, started)
+    else:
+        attempt = (
+            update(attempts)
+            .where(attempts.c.id == _named("attempt_id", attempts, "id"),
+                   attempts.c.finished_at.is_(None))
+            .values(finished_at=now, status=AttemptStatus.SUCCEEDED, error=None)
+            .returning(attempts.c.id)
+            .cte("attempt")
+        )  # fmt: skip
     step = (
         update(steps)
         .where(steps.c.id == _named("step_id", steps, "id"), _unfinished(steps.c.status))
-        .values(status=Status.SUCCEEDED, finished_at=now, error=None, **outcome)
+        .values(step_values)
         .returning(steps.c.id)
         .cte("step")
     )
+    ends: list[Any] = [last]
+    run_values: dict[str, Any] = {"status": Status.SUCCEEDED, "finished_at": now, "error": None}
+    if with_start:  # a queued run starts here, and ends here too if this was its last step
+        ends = [or_(last, runs.c.status == Status.QUEUED)]
+        run_values = {
+            "status": case((last, Status.SUCCEEDED), else_=Status.RUNNING),
+            "finished_at": case((last, now), else_=null()),
+            "error": None,
+            "started_at": func.coalesce(runs.c.started_at, started),
+        }
     run = (
         update(runs)
-        .where(
-            runs.c.id == _named("run_id", runs, "id"),
-            _unfinished(runs.c.status),
-            bindparam("p_last", type_=Boolean()),
-            exists(select(step.c.id)),
-        )
-        .values(status=Status.SUCCEEDED, finished_at=now, error=None)
+        .where(runs.c.id == _named("run_id", runs, "id"), _unfinished(runs.c.status),
+               *ends, exists(select(step.c.id)))
+        .values(run_values)
         .returning(runs.c.id)
         .cte("run")
-    )
+    )  # fmt: skip
     done = select(func.count()).select_from(step).scalar_subquery().label("done")
-    return select(done).add_cte(result, attempt, run)
+    recorded = select(func.count()).select_from(attempt).scalar_subquery().label("recorded")
+    return select(done, recorded).add_cte(result, run)
+
+
+@functools.cache
+def record_attempt_pg() -> Any:
+    """INSERT a whole attempt, succeeded, numbered after the step's others unless a
+    twin takes that number meanwhile. Parameters: attempt_id, step_id, task_id,
+    worker, started_at, finished_at. Returns `recorded`: 1, or 0 (try again)."""
+    attempts = _table(Attempt)
+    attempt = _closed_attempt(typed_param(attempts, "finished_at"),
+                              typed_param(attempts, "started_at"))  # fmt: skip
+    return select(select(func.count()).select_from(attempt).scalar_subquery().label("recorded"))
+
+
+def _closed_attempt(finished_at: Any, started_at: Any) -> Any:
+    """The CTE that inserts a whole succeeded attempt (`succeed_step_pg(with_start=True)`)."""
+    attempts = _table(Attempt)
+    step_id = _named("step_id", attempts, "step_id")
+    number = (
+        select(func.coalesce(func.max(attempts.c.number), 0) + literal(1))
+        .where(attempts.c.step_id == step_id)
+        .scalar_subquery()
+    )
+    return (
+        pg_insert(attempts)
+        .values(id=_named("attempt_id", attempts, "id"), step_id=step_id, number=number,
+                task_id=_named("task_id", attempts, "task_id"),
+                worker=_named("worker", attempts, "worker"), status=AttemptStatus.SUCCEEDED,
+                started_at=started_at, finished_at=finished_at)
+        .on_conflict_do_nothing(index_elements=["step_id", "number"])
+        .returning(attempts.c.id)
+        .cte("attempt")
+    )  # fmt: skip

@@ -40,3 +40,21 @@ def count_me(client: ServerClient, params: dict[str, Any], previous: Any) -> str
     (Path(params["counter"]) / uuid.uuid4().hex).touch()
     time.sleep(1.0)
     return "counted"
+
+
+def quick(client: ServerClient, params: dict[str, Any], previous: Any) -> str:
+    """Return at once: a step whose start is written with its success."""
+    return "quick"
+
+
+def wait_for_go(client: ServerClient, params: dict[str, Any], previous: Any) -> str:
+    """Run until the file `params["go"]` exists (up to 60 s): a step that lasts."""
+    go, deadline = Path(params["go"]), time.monotonic() + 60
+    while not go.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "went"
+
+
+def broken(client: ServerClient, params: dict[str, Any], previous: Any) -> str:
+    """Fail as a bug does: not an error worth retrying."""
+    raise ValueError("this step is broken")

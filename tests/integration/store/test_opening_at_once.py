@@ -8,7 +8,6 @@ number an attempt twice when a twin delivery got there while it waited.
 
 from __future__ import annotations
 
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from sparkjobs.execution.state import Started, start_step
 from sparkjobs.store.direct import transaction
 from sparkjobs.store.models import Attempt, AttemptStatus, Run, RunKind, Status, Step, Trigger
 from sparkjobs.store.runs import add_step, create_run, finish_run
+from tests.support.locks import wait_for_a_lock_wait
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ def test_a_twin_that_numbered_the_attempt_first_hands_the_start_back(
         ).scalar_one()
         with ThreadPoolExecutor(1) as pool:
             opening = pool.submit(_open, engine, run_id, worker="late")
-            _wait_for_a_lock_wait(engine)
+            wait_for_a_lock_wait(engine, "WITH target AS")
             twin.execute(
                 text("INSERT INTO step_attempts (id, step_id, number, task_id, worker, status, "
                      "started_at) VALUES (:id, :s, 1, 'task-1', 'twin', 'running', now())"),
@@ -162,19 +162,3 @@ def test_a_twin_that_numbered_the_attempt_first_hands_the_start_back(
     assert _state(sessions, run_id)[2] == [
         (1, "twin", AttemptStatus.RUNNING), (2, "late", AttemptStatus.RUNNING),
     ]  # fmt: skip
-
-
-def _wait_for_a_lock_wait(engine: Engine) -> None:
-    """Until another connection of this database waits for a row lock."""
-    deadline = time.monotonic() + 60
-    with engine.connect() as probe:
-        while time.monotonic() < deadline:
-            waiting = probe.execute(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND datname = current_database() AND query LIKE 'WITH target AS%'"
-            )).scalar_one()  # fmt: skip
-            probe.rollback()
-            if waiting:
-                return
-            time.sleep(0.01)
-    raise AssertionError("the statement never waited for the step's lock")
