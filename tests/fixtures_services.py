@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,10 +95,17 @@ def free_ports(count: int) -> list[int]:
 @pytest.fixture(scope="session")
 def private_redis() -> Iterator[str]:
     """A redis-server of our own on a unix socket, append-only, as `up` runs it."""
+    with running_redis(find_redis_server()) as url:
+        yield url
+
+
+@contextmanager
+def running_redis(binary: Path) -> Iterator[str]:
+    """`binary` run as a redis-server on a unix socket until the block ends; its URL."""
     home = Path(tempfile.mkdtemp(prefix="sjr-"))  # short: socket paths stop at 107 bytes
     socket_path = home / "redis.sock"
     process = subprocess.Popen(
-        redis_server_argv(find_redis_server(), socket=socket_path, data_dir=home),
+        redis_server_argv(binary, socket=socket_path, data_dir=home),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -112,10 +120,13 @@ def private_redis() -> Iterator[str]:
                 process.kill()
                 raise
             time.sleep(0.05)
-    yield f"redis+socket://{socket_path}"
-    process.terminate()
-    process.wait(timeout=10)
-    shutil.rmtree(home, ignore_errors=True)
+    try:
+        yield f"redis+socket://{socket_path}"
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

