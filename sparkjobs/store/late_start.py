@@ -8,13 +8,12 @@ the run's start and the success are one statement, one round trip.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sparkjobs.store import statements
 from sparkjobs.store.keyed import named_params
-from sparkjobs.store.runs import StepTimings, utc_now
+from sparkjobs.store.runs import StepTimings, success_params, utc_now
 
 if TYPE_CHECKING:
     from sparkjobs.store.direct import Executor
@@ -45,12 +44,10 @@ def succeed_with_start(
         True if this call finished the step (False: a twin delivery already had).
     """
     now = now or utc_now()
-    latency_ms = (now - started_at).total_seconds() * 1000
-    values = named_params(
-        step_id=step_id, text=text, data=data, task_id=task_id, finished_at=now,
-        attempt_id=attempt_id, run_id=run_id, last=last, latency_ms=latency_ms,
-        worker=worker, started_at=started_at, **asdict(timings or StepTimings()),
-    )  # fmt: skip
+    values = success_params(
+        step_id, run_id, last=last, attempt_id=attempt_id, started_at=started_at, text=text,
+        data=data, task_id=task_id, timings=timings, now=now,
+    ) | named_params(worker=worker, started_at=started_at)  # fmt: skip
     row: Any = session.execute(statements.succeed_step_pg(with_start=True), values).first()
     if not row.recorded:  # a twin numbered its attempt as this one while it ran
         record_attempt(session, step_id, attempt_id, task_id=task_id, worker=worker,

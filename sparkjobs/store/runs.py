@@ -368,14 +368,34 @@ def succeed_at_once(
     Returns:
         True if this call finished the step (False: a twin delivery already had).
     """
-    now = now or utc_now()
+    values = success_params(
+        step_id, run_id, last=last, attempt_id=attempt_id, started_at=started_at, text=text,
+        data=data, task_id=task_id, timings=timings, now=now or utc_now(),
+    )  # fmt: skip
+    return bool(session.scalar(statements.succeed_step_pg(), values))
+
+
+def success_params(
+    step_id: uuid.UUID,
+    run_id: uuid.UUID,
+    *,
+    last: bool,
+    attempt_id: uuid.UUID,
+    started_at: datetime,
+    text: str | None,
+    data: dict[str, Any] | None,
+    task_id: str | None,
+    timings: StepTimings | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The parameters of `statements.succeed_step_pg`: the attempt's duration is the
+    step's latency."""
     latency_ms = (now - started_at).total_seconds() * 1000
-    values = named_params(
+    return named_params(
         step_id=step_id, text=text, data=data, task_id=task_id, finished_at=now,
         attempt_id=attempt_id, run_id=run_id, last=last, latency_ms=latency_ms,
         **asdict(timings or StepTimings()),
     )  # fmt: skip
-    return bool(session.scalar(statements.succeed_step_pg(), values))
 
 
 def finish_run(
