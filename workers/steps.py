@@ -96,6 +96,9 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
         settle(self, exc, what=what, max_delay_s=config.tasks.max_retry_delay_s,
                on_retry=retry_later, on_failure=fail)  # fmt: skip
         return
+    finally:
+        if deferred is not None:  # not written by now (a database outage): never
+            deferred.take_back()
     if outcome is None:  # the step or its run finished while it ran
         return
     ended, follow = outcome

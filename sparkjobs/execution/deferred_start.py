@@ -12,8 +12,10 @@ its end takes the start back (`DeferredStart.take_back`) to write it with the
 success. A step still running after `START_AFTER_S` has its start written by a
 thread of the worker (`_Writer`), so that `show` and the run page see it running;
 a failure, a retry, or an output that needs a transaction writes the start first
-(`DeferredStart.written`). An attempt cut short by a worker's death before either
-leaves no row: its message is delivered again, and that attempt is recorded.
+(`DeferredStart.written`). An attempt cut short before either leaves no row: by a
+worker's death, or by a database outage that hands the message back (the task takes
+its start back as it leaves, so the writer cannot record it late). The message is
+delivered again, and that attempt is recorded.
 """
 
 from __future__ import annotations
