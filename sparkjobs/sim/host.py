@@ -29,6 +29,9 @@ from sparkjobs.sim.vllm import VllmSim
 
 log = logging.getLogger("sparkjobs.sim")
 SHUTDOWN_GRACE_S = 0.5
+# Turns of the loop, this long each, that the shutdown gives sockets to close.
+CLOSE_TURNS = 20
+CLOSE_TURN_S = 0.01
 _RATES = ("error_rate", "hang_rate", "midstream_error_rate")
 
 
@@ -170,14 +173,25 @@ class SimHost:
         """Stop listening, end requests in progress, close the simulators."""
         for task in self._starts:
             task.cancel()
+        servers = [runner.server for runner in self._runners if runner.server is not None]
         for runner in self._runners:
             await runner.cleanup()
         for sock in self._refusing:
             sock.close()
-        # A connection a client kept open is closed by the server here, and a socket
-        # closes on the loop's next turn: give it that turn before the caller may stop
-        # the loop (a socket left open would be reported when collected).
-        await asyncio.sleep(0.05)
+        # A connection a client kept open is closed by the server above, and its socket
+        # on a later turn of the loop; one accepted while the server shut down (a
+        # worker's health probe) was never seen by the shutdown. Close what is left and
+        # give the loop its turns before the caller may stop it: a socket left open
+        # would be reported when collected.
+        for _ in range(CLOSE_TURNS):
+            await asyncio.sleep(CLOSE_TURN_S)
+            transports = [handler.transport for server in servers for handler in server.connections]
+            left = [t for t in transports if t is not None]  # None once the socket closed
+            if not left:
+                break
+            for transport in left:
+                transport.abort()
+        await asyncio.sleep(0)  # the last aborts' sockets close on this turn
 
 
 def _bind(host: str, port: int) -> socket.socket:
