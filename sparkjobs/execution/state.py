@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.errors import UnknownRun
@@ -336,6 +336,10 @@ def succeeds_in_one_statement(
     )
 
 
+# The error of a step skipped because an earlier one failed.
+NOT_RUN = "not run: an earlier step of the run failed"
+
+
 def fail_step(
     session: Session,
     run_id: uuid.UUID,
@@ -344,9 +348,17 @@ def fail_step(
     *,
     attempt_id: uuid.UUID | None = None,
 ) -> None:
-    """Fail a step and its run with the same error; later steps stay queued, never run."""
-    finish_step(session, step_id, status=Status.FAILED, error=error, attempt_id=attempt_id)
-    finish_run(session, run_id, status=Status.FAILED, error=error)
+    """Fail a step and its run with the same error; the run's steps that never started
+    are skipped (they never run, and no longer count as unfinished)."""
+    now = utc_now()
+    finish_step(session, step_id, status=Status.FAILED, error=error, attempt_id=attempt_id,
+                now=now)  # fmt: skip
+    session.execute(
+        update(Step)
+        .where(Step.run_id == run_id, Step.id != step_id, Step.status == Status.QUEUED)
+        .values(status=Status.SKIPPED, finished_at=now, error=NOT_RUN)
+    )
+    finish_run(session, run_id, status=Status.FAILED, error=error, now=now)
 
 
 @dataclass(frozen=True)

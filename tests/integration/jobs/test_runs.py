@@ -15,6 +15,7 @@ from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.artifacts.register import node_root
 from sparkjobs.execution.dispatch import publish_step
 from sparkjobs.execution.piece_state import piece_rows
+from sparkjobs.execution.state import NOT_RUN
 from sparkjobs.jobs import chat, custom, job, speak
 from sparkjobs.store.artifacts import artifact_path
 from sparkjobs.store.models import (
@@ -238,7 +239,8 @@ def test_a_permanent_error_fails_the_step_and_the_run_saying_why(workers: Cluste
     first, second = run.steps
     assert first.status == Status.FAILED
     assert first.error == run.error
-    assert second.status == Status.QUEUED
+    assert (second.status, second.error) == (Status.SKIPPED, NOT_RUN)
+    assert second.finished_at is not None  # no longer among the unfinished steps
     assert not second.attempts
 
 
