@@ -4,7 +4,7 @@ Opening an attempt (its row, the step and a queued run marked running) is one
 statement and one round trip to the database before the step runs; closing it is
 another. A step that needs no lease (a custom step) is often done within
 milliseconds, and then the start can go in the statement that records its success:
-one round trip instead of two (`sparkjobs.store.late_start`). Temporal records an
+one round trip instead of two (`sparkjobs.store.runs.succeed_at_once`). Temporal records an
 activity's start the same way, with its completion.
 
 So the start of such a step is deferred: the task reads its step, runs it, and at

@@ -290,19 +290,10 @@ def succeed_step(
     Returns:
         True if this call finished the step (False: a twin delivery already had).
     """
-    from sparkjobs.store.late_start import succeed_with_start
     from sparkjobs.store.runs import record_result, succeed_at_once
 
     last = context.index == context.steps - 1
     dialect = session.get_bind().dialect.name
-    if worker is not None:
-        if attempt_id is None or started_at is None or task_id is None:
-            raise ValueError("a deferred start is written with its attempt, time and task")
-        return succeed_with_start(
-            session, context.step_id, context.run_id, last=last, attempt_id=attempt_id,
-            started_at=started_at, worker=worker, text=text, data=data, task_id=task_id,
-            **finish,
-        )  # fmt: skip
     if (
         attempt_id is not None
         and started_at is not None
@@ -310,8 +301,11 @@ def succeed_step(
     ):
         return succeed_at_once(
             session, context.step_id, context.run_id, last=last, attempt_id=attempt_id,
-            started_at=started_at, text=text, data=data, task_id=task_id, **finish,
+            started_at=started_at, text=text, data=data, task_id=task_id, worker=worker,
+            **finish,
         )  # fmt: skip
+    if worker is not None:
+        raise ValueError("a deferred start is written with a success of one statement")
     if text is not None or data is not None:
         record_result(session, context.step_id, text=text, data=data, task_id=task_id)
     done = finish_step(

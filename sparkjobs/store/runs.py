@@ -33,6 +33,7 @@ from sparkjobs.store.keyed import (
     named_params,
     typed_values,
 )
+from sparkjobs.store.late_start import record_attempt
 from sparkjobs.store.models import (
     Attempt,
     AttemptStatus,
@@ -361,41 +362,33 @@ def succeed_at_once(
     task_id: str | None,
     timings: StepTimings | None = None,
     now: datetime | None = None,
+    worker: str | None = None,
 ) -> bool:
     """On PostgreSQL, in one statement: `record_result`, then `finish_step` (succeeded,
     closing the attempt) and, if `last` and the step is finished here, `finish_run`.
 
+    `worker`: the attempt's start was deferred (`sparkjobs.execution.deferred_start`)
+    and is written here too, as `worker`'s: the attempt is inserted closed, and the step
+    and a queued run get their start (`statements.succeed_step_pg(with_start=True)`).
+
     Returns:
         True if this call finished the step (False: a twin delivery already had).
     """
-    values = success_params(
-        step_id, run_id, last=last, attempt_id=attempt_id, started_at=started_at, text=text,
-        data=data, task_id=task_id, timings=timings, now=now or utc_now(),
-    )  # fmt: skip
-    return bool(session.scalar(statements.succeed_step_pg(), values))
-
-
-def success_params(
-    step_id: uuid.UUID,
-    run_id: uuid.UUID,
-    *,
-    last: bool,
-    attempt_id: uuid.UUID,
-    started_at: datetime,
-    text: str | None,
-    data: dict[str, Any] | None,
-    task_id: str | None,
-    timings: StepTimings | None,
-    now: datetime,
-) -> dict[str, Any]:
-    """The parameters of `statements.succeed_step_pg`: the attempt's duration is the
-    step's latency."""
+    now = now or utc_now()
     latency_ms = (now - started_at).total_seconds() * 1000
-    return named_params(
+    values = named_params(
         step_id=step_id, text=text, data=data, task_id=task_id, finished_at=now,
         attempt_id=attempt_id, run_id=run_id, last=last, latency_ms=latency_ms,
         **asdict(timings or StepTimings()),
     )  # fmt: skip
+    if worker is None:
+        return bool(session.scalar(statements.succeed_step_pg(), values))
+    values |= named_params(worker=worker, started_at=started_at)
+    row: Any = session.execute(statements.succeed_step_pg(with_start=True), values).first()
+    if not row.recorded:  # a twin numbered its attempt as this one while it ran
+        record_attempt(session, step_id, attempt_id, task_id=str(task_id), worker=worker,
+                       started_at=started_at, finished_at=now)  # fmt: skip
+    return bool(row.done)
 
 
 def finish_run(

@@ -1,4 +1,5 @@
-"""An attempt written whole with its step's success, on PostgreSQL (`succeed_with_start`).
+"""An attempt written whole with its step's success, on PostgreSQL (`succeed_at_once`
+with the `worker` of a deferred start).
 
 A step whose start was deferred is recorded at its end in one statement: the attempt
 (closed), the step's and a queued run's start, the result and the success. It must
@@ -18,9 +19,8 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.store.direct import transaction
-from sparkjobs.store.late_start import succeed_with_start
 from sparkjobs.store.models import Attempt, AttemptStatus, Run, RunKind, Status, Step, Trigger
-from sparkjobs.store.runs import add_step, create_run
+from sparkjobs.store.runs import add_step, create_run, succeed_at_once
 from tests.support.locks import wait_for_a_lock_wait
 
 
@@ -46,7 +46,7 @@ def _succeed(
     engine: Engine, run_id: uuid.UUID, step_id: uuid.UUID, *, last: bool, worker: str = "w1"
 ) -> bool:
     with transaction(engine, autocommit=True) as tx:
-        return succeed_with_start(
+        return succeed_at_once(
             tx, step_id, run_id, last=last, attempt_id=uuid.uuid4(), started_at=STARTED,
             worker=worker, text="ok", data=None, task_id="task-1", now=ENDED,
         )  # fmt: skip
