@@ -69,19 +69,15 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
     what = f"step {index} ({context.kind} on {service})"
     deferred = started.deferred
 
-    def recorded() -> uuid.UUID | None:
-        """The attempt's id once its start is written (now, if it was deferred)."""
-        return attempt if deferred is None else deferred.written()
-
     def retry_later(error: str) -> None:
-        failed = recorded()
+        failed = started.recorded()
         if failed is not None:
             with sessions.begin() as session:
                 finish_attempt(session, failed, error=error)
 
     def fail(error: str) -> None:
         with sessions.begin() as session:
-            fail_step(session, run, context.step_id, error, attempt_id=recorded())
+            fail_step(session, run, context.step_id, error, attempt_id=started.recorded())
         announce_finished(config, app.announcer, run, Status.FAILED)
 
     try:
@@ -132,9 +128,9 @@ def _record_success(
     )  # fmt: skip
     # A deferred start is written with the success when both fit one statement.
     with_start = alone and deferred is not None and deferred.take_back()
-    if deferred is not None and not with_start:
-        attempt = deferred.written()
-        if attempt is None:
+    if not with_start:
+        attempt = started.recorded()
+        if attempt is None:  # deferred, and the step or its run finished while it ran
             return None
     with transaction(engine, autocommit=alone) as tx:
         for source in output.inputs:

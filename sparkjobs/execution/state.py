@@ -167,16 +167,26 @@ def context_of(session: Executor, run_id: uuid.UUID, index: int, row: Any) -> St
     )
 
 
+def _step_row(session: Executor, run_id: uuid.UUID, index: int, *, lock: bool = False) -> Any:
+    """Step `index` of a run as `step_columns` reads it (its row locked if `lock`).
+
+    Raises:
+        UnknownRun: the run or the step is not in the store.
+    """
+    query = _step_query(lock=lock, dialect=session.get_bind().dialect.name if lock else "")
+    row = session.execute(query, {"p_run_id": run_id, "p_index": index}).first()
+    if row is None:
+        raise UnknownRun(f"no step {index} of run {run_id} in the store")
+    return row
+
+
 def load_context(session: Session, run_id: uuid.UUID, index: int) -> StepContext:
     """The context of step `index` of run `run_id`: spec, parameters, slot, outputs.
 
     Raises:
         UnknownRun: the run or the step is not in the store.
     """
-    row = session.execute(_step_query(lock=False), {"p_run_id": run_id, "p_index": index}).first()
-    if row is None:
-        raise UnknownRun(f"no step {index} of run {run_id} in the store")
-    return context_of(session, run_id, index, row)
+    return context_of(session, run_id, index, _step_row(session, run_id, index))
 
 
 @dataclass(frozen=True)
@@ -191,6 +201,11 @@ class Started:
     gate_first: bool = False  # not started: the gate must admit the task first
     deferred: DeferredStart | None = None  # the attempt's start, if not written yet
 
+    def recorded(self) -> uuid.UUID | None:
+        """The attempt's id once its start is in the store: written now if it was
+        deferred; None if there is no attempt to write to (`DeferredStart.written`)."""
+        return self.attempt_id if self.deferred is None else self.deferred.written()
+
 
 def read_step(session: Executor, run_id: uuid.UUID, index: int) -> tuple[Started, bool]:
     """Read step `index` of a run as `start_step` does, without its lock or its writes.
@@ -204,9 +219,7 @@ def read_step(session: Executor, run_id: uuid.UUID, index: int) -> tuple[Started
     """
     from sparkjobs.dispatch.admission import standing_of
 
-    row = session.execute(_step_query(lock=False), {"p_run_id": run_id, "p_index": index}).first()
-    if row is None:
-        raise UnknownRun(f"no step {index} of run {run_id} in the store")
+    row = _step_row(session, run_id, index)
     standing = standing_of(row)
     startable = not (row.status.terminal or row.run_status.terminal)
     context = context_of(session, run_id, index, row)
@@ -246,10 +259,7 @@ def start_step(
 
     # Row lock on PostgreSQL (SQLite's write lock is already held): two deliveries of
     # one task number their attempts one after the other (as `start_attempt` does).
-    query = _step_query(lock=True, dialect=session.get_bind().dialect.name)
-    row = session.execute(query, {"p_run_id": run_id, "p_index": index}).first()
-    if row is None:
-        raise UnknownRun(f"no step {index} of run {run_id} in the store")
+    row = _step_row(session, run_id, index, lock=True)
     standing = standing_of(row)
     context = context_of(session, run_id, index, row)
     if row.status.terminal or row.run_status.terminal:
