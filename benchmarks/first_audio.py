@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_cluster import bench_cluster
 
 if TYPE_CHECKING:
-    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.broker.app import SparkjobsApp
     from sparkjobs.config import Config
     from sparkjobs.sim.faults import Stats
 
@@ -86,11 +86,11 @@ def measure(
 ) -> tuple[list[float], list[float], Parts, list[float]]:
     """Per round (after a warm-up round): ms straight to the server, ms as a job, the
     job's parts, and the direct call's own ms outside the server (client and network)."""
-    from sparkjobs.adhoc import speak_job
     from sparkjobs.backends import OrpheusClient, client_for
+    from sparkjobs.runs.adhoc import speak_job
+    from sparkjobs.runs.submit import submit_job, wait_for_run
     from sparkjobs.store.engine import shared_sessions
     from sparkjobs.store.models import Status
-    from sparkjobs.submission import submit_job, wait_for_run
 
     client = client_for(config.services["orpheus"], name="orpheus")
     assert isinstance(client, OrpheusClient)
@@ -142,7 +142,7 @@ def round_trip_after_idle(config: Config, idle_s: float, samples: int = 5) -> tu
     second can take milliseconds, and a job's path holds several such wake-ups (the
     worker, the database server, Redis, the waiting caller); on bare metal, microseconds.
     """
-    from sparkjobs.broker import redis_client
+    from sparkjobs.broker.client import redis_client
 
     client = redis_client(config, timeout_s=5.0)
     warm, cold = [], []
@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--time-scale", type=float, default=1.0)
     args = parser.parse_args()
-    from sparkjobs.app import create_app
+    from sparkjobs.broker.app import create_app
     from sparkjobs.config import load_config
     from sparkjobs.sim import SimHost
 

@@ -46,9 +46,9 @@ def noop():
     return "ok"
 """
 
-# `--celery-settings`: the Celery settings sparkjobs' app uses (sparkjobs.app), to tell
+# `--celery-settings`: the Celery settings sparkjobs' app uses (sparkjobs.broker.app), to tell
 # what they cost from what the job layer costs. Not the baseline. Task events are off,
-# as in sparkjobs' workers until Flower or `up` asks for them (sparkjobs.task_events).
+# as in sparkjobs' workers until Flower or `up` asks for them (sparkjobs.broker.events).
 SPARKJOBS_SETTINGS = """task_acks_late=True, task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1, task_inherit_parent_priority=True,"""
 
@@ -98,11 +98,11 @@ def bare_celery(
 def through_sparkjobs(bench: Bench, *, one_by_one: bool = False) -> Callable[[int], float]:
     """Start the node's worker; a function that times `jobs` no-op jobs (a new job
     name each round, so each round waits for its own runs)."""
-    from sparkjobs.app import create_app
+    from sparkjobs.broker.app import create_app
     from sparkjobs.config import load_config
     from sparkjobs.execution.state import sessions_for
-    from sparkjobs.jobs import custom, job
-    from sparkjobs.submission import submit_job, submit_many
+    from sparkjobs.jobs.define import custom, job
+    from sparkjobs.runs.submit import submit_job, submit_many
 
     (bench.home / "schedules" / "benchnoop.py").write_text(NOOP)
     config = load_config(bench.config_path)
@@ -139,7 +139,7 @@ class _RunEnds:
     SAFETY_POLL_S = 1.0
 
     def __init__(self, config: Any) -> None:
-        from sparkjobs.broker import key, redis_client
+        from sparkjobs.broker.client import key, redis_client
 
         self._pubsub = redis_client(config, timeout_s=None).pubsub()  # type: ignore[no-untyped-call]
         self._pubsub.psubscribe(key(config, "run", "*", "finished"))

@@ -103,13 +103,13 @@ def plain_celery(bench: Bench, url: str, jobs: int, tokens: int) -> float:
 
 
 def through_sparkjobs(bench: Bench, jobs: int, tokens: int) -> float:
-    from sparkjobs.app import create_app
+    from sparkjobs.broker.app import create_app
     from sparkjobs.config import load_config
     from sparkjobs.execution.state import sessions_for
-    from sparkjobs.jobs import chat, job
+    from sparkjobs.jobs.define import chat, job
+    from sparkjobs.runs.submit import submit_job
     from sparkjobs.store.models import Status
     from sparkjobs.store.queries import get_run
-    from sparkjobs.submission import submit_job
 
     config = load_config(bench.config_path)
     app = create_app(config)

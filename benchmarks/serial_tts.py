@@ -41,13 +41,13 @@ def main() -> None:
     service = {"node": "n1", "kind": "orpheus", "url": url,
                "backend_url": f"http://127.0.0.1:{backend}", "max_in_flight": 1}  # fmt: skip
     with bench_cluster({"orpheus": service}) as bench:
-        from sparkjobs.app import create_app
+        from sparkjobs.broker.app import create_app
         from sparkjobs.config import load_config
         from sparkjobs.execution.state import sessions_for
-        from sparkjobs.jobs import job, speak
+        from sparkjobs.jobs.define import job, speak
+        from sparkjobs.runs.submit import submit_job
         from sparkjobs.store.models import Status
         from sparkjobs.store.queries import get_run
-        from sparkjobs.submission import submit_job
 
         bench.start("sim", "--service", "orpheus", "--time-scale", str(args.time_scale))
         wait_listening(port)

@@ -19,10 +19,10 @@ from sparkjobs.errors import (
     SparkjobsError,
     Unreachable,
 )
-from sparkjobs.jobs import Job, chat, clone, cron, custom, every, job, speak
+from sparkjobs.jobs.define import Job, chat, clone, cron, custom, every, job, speak
 
 if TYPE_CHECKING:
-    from sparkjobs.app import create_app
+    from sparkjobs.broker.app import create_app
     from sparkjobs.config import Config, load_config
 
 __version__ = "0.1.0"
@@ -52,7 +52,7 @@ __all__ = [
 _LAZY = {
     "Config": "sparkjobs.config",
     "load_config": "sparkjobs.config",
-    "create_app": "sparkjobs.app",
+    "create_app": "sparkjobs.broker.app",
 }
 
 

@@ -147,7 +147,7 @@ def broker(request: pytest.FixtureRequest, leg: str) -> Iterator[Broker]:
         require("Redis", SHARED_REDIS, request.getfixturevalue("shared_redis_reachable"))
         url = SHARED_REDIS
     prefix = f"sjtest-{uuid.uuid4().hex[:10]}:"
-    from sparkjobs.broker import redis_py_url
+    from sparkjobs.broker.client import redis_py_url
 
     client = redis.Redis.from_url(redis_py_url(url))
     yield Broker(url=url, prefix=prefix, client=client)

@@ -16,13 +16,13 @@ from celery import Task, shared_task
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sparkjobs.app import SparkjobsApp
 from sparkjobs.backends.timings import real_time_factor
+from sparkjobs.broker.app import SparkjobsApp
+from sparkjobs.broker.notify import announce_finished
+from sparkjobs.broker.publish import JOIN_TASK, publish_step
 from sparkjobs.errors import BadAudio, PermanentError
 from sparkjobs.execution.audio import read_artifact, record_wav, store_wav
-from sparkjobs.execution.dispatch import JOIN_TASK, publish_step
 from sparkjobs.execution.failures import settle
-from sparkjobs.execution.notify import announce_finished
 from sparkjobs.execution.piece_state import piece_rows
 from sparkjobs.execution.state import (
     fail_step,

@@ -16,15 +16,15 @@ from typing import Any, cast
 
 from celery import Task, shared_task
 
-from sparkjobs.app import SparkjobsApp
 from sparkjobs.backends import OrpheusClient
 from sparkjobs.backends.shared import shared_client
+from sparkjobs.broker.app import SparkjobsApp
+from sparkjobs.broker.notify import announce_finished
+from sparkjobs.broker.publish import PIECE_TASK, publish_join
 from sparkjobs.dispatch.admission import admit, call_slot
 from sparkjobs.errors import BadInput
 from sparkjobs.execution.audio import record_wav, store_wav
-from sparkjobs.execution.dispatch import PIECE_TASK, publish_join
 from sparkjobs.execution.failures import settle
-from sparkjobs.execution.notify import announce_finished
 from sparkjobs.execution.piece_state import fail_piece, finish_piece, pieces_ready, start_piece
 from sparkjobs.execution.state import fail_step, find_step, run_ended, sessions_for
 from sparkjobs.store.artifacts import link_artifact

@@ -1,4 +1,4 @@
-"""`sparkjobs.ping`: proves the path sender -> broker -> a node's worker -> back."""
+"""`sparkjobs.broker.ping`: proves the path sender -> broker -> a node's worker -> back."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from celery import Task, shared_task
 
-from sparkjobs.app import SparkjobsApp
+from sparkjobs.broker.app import SparkjobsApp
 
 REPLY_TTL_S = 120
 MAX_HOLD_S = 600.0

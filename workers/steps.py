@@ -15,9 +15,11 @@ from typing import Any, cast
 
 from celery import Task, shared_task
 
-from sparkjobs.app import SparkjobsApp
 from sparkjobs.backends import OrpheusClient, ServerClient
 from sparkjobs.backends.shared import shared_client
+from sparkjobs.broker.app import SparkjobsApp
+from sparkjobs.broker.notify import announce_finished
+from sparkjobs.broker.publish import STEP_TASK, publish_join, publish_piece, publish_step
 from sparkjobs.config import Config
 from sparkjobs.dispatch.admission import (
     call_slot,
@@ -25,9 +27,7 @@ from sparkjobs.dispatch.admission import (
 )
 from sparkjobs.errors import BadInput, UnknownVoice
 from sparkjobs.execution.audio import read_artifact, record_wav, store_wav_soon
-from sparkjobs.execution.dispatch import STEP_TASK, publish_join, publish_piece, publish_step
 from sparkjobs.execution.failures import settle
-from sparkjobs.execution.notify import announce_finished
 from sparkjobs.execution.outputs import Output, run_chat, run_clone, run_custom, step_timings
 from sparkjobs.execution.piece_state import create_pieces, pieces_ready, spoken_in_one_piece
 from sparkjobs.execution.prologue import start_task_step
@@ -181,7 +181,7 @@ def _chat(config: Config, client: ServerClient, context: StepContext) -> Output:
     """A chat step; with `stream_tokens` in its spec, its pieces go to a Redis stream too."""
     if not context.spec.get("stream_tokens"):
         return run_chat(client, context)
-    from sparkjobs.execution.tokens import TokenPublisher
+    from sparkjobs.broker.tokens import TokenPublisher
 
     publisher = TokenPublisher(config, context.run_id, context.index)
     try:

@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sparkjobs.artifacts.commit import commit, disk_full, drop_cache, is_disk_full, preallocate
 from sparkjobs.artifacts.locate import Endpoint
 from sparkjobs.artifacts.manifest import Manifest, new_hasher
 from sparkjobs.artifacts.spread import NO_PLAN, PortPlan, plan_ports, spread_connection
 from sparkjobs.errors import ArtifactUnavailable, CorruptArtifact, DiskFull
+from sparkjobs.store.durable import commit, disk_full, drop_cache, is_disk_full, preallocate
 
 # Four flows per link of a two-link bond: one flow never fills a link on these CPUs.
 # Source ports are chosen so the 8 split 4/4 on a layer3+4 bond (see `spread`).

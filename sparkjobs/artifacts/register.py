@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from sparkjobs.artifacts.commit import commit, disk_full, is_disk_full, preallocate
 from sparkjobs.artifacts.manifest import Manifest, ManifestBuilder, build_manifest, write_manifest
 from sparkjobs.errors import CorruptArtifact
 from sparkjobs.store.artifacts import PARTIAL, StoredFile, artifact_path, artifact_root, write_file
 from sparkjobs.store.artifacts import record_artifact as record_row
+from sparkjobs.store.durable import commit, disk_full, is_disk_full, preallocate
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker

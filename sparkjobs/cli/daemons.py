@@ -16,9 +16,9 @@ def worker(
     loglevel: LogLevel = "INFO",
 ) -> None:
     """Run NODE's worker: consumes exactly that node's queue with a threads pool."""
-    from sparkjobs.daemons import refuse_a_wrong_broker_password
-    from sparkjobs.routing import queue_for_node
-    from sparkjobs.worker import run_worker
+    from sparkjobs.config.routing import queue_for_node
+    from sparkjobs.scheduling.daemon import refuse_a_wrong_broker_password
+    from sparkjobs.worker.process import run_worker
 
     config = get_config()
     queue_for_node(config, node)  # an unknown node is exit 2 before anything starts
@@ -28,7 +28,7 @@ def worker(
 
 def beat(loglevel: LogLevel = "INFO") -> None:
     """Run the scheduler."""
-    from sparkjobs.daemons import refuse_a_wrong_broker_password, run_beat
+    from sparkjobs.scheduling.daemon import refuse_a_wrong_broker_password, run_beat
 
     config = get_config()
     refuse_a_wrong_broker_password(config)
@@ -37,7 +37,7 @@ def beat(loglevel: LogLevel = "INFO") -> None:
 
 def flower() -> None:
     """Run Flower, the live task monitor, on the project's Celery app."""
-    from sparkjobs.daemons import refuse_a_wrong_broker_password, run_flower
+    from sparkjobs.scheduling.daemon import refuse_a_wrong_broker_password, run_flower
 
     config = get_config()
     refuse_a_wrong_broker_password(config)

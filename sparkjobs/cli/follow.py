@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import uuid
 
     from sparkjobs.config import Config
-    from sparkjobs.runinfo import Progress
+    from sparkjobs.runs.info import Progress
     from sparkjobs.store.models import Run
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (times in UTC).")]
@@ -44,7 +44,7 @@ def check_out(out: Path | None) -> None:
 
 def check_infrastructure(config: Config) -> None:
     """Raise Unreachable (exit 3) unless the broker and the database both answer."""
-    from sparkjobs.broker import check_broker
+    from sparkjobs.broker.client import check_broker
     from sparkjobs.store.engine import check_reachable, make_engine
 
     check_broker(config)
@@ -67,7 +67,7 @@ def wait_and_deliver(
         typer.Exit: 1 when the run did not succeed, 130 on Ctrl-C (the run goes on).
     """
     from sparkjobs.cli.output import err_console
-    from sparkjobs.runinfo import follow_run
+    from sparkjobs.runs.info import follow_run
 
     def show(progress: Progress) -> None:
         if not as_json:
@@ -108,7 +108,7 @@ def deliver(
     """Write a succeeded run's audio (fetched from the node holding it) or text to `out`,
     or print the text; the path written, if any."""
     from sparkjobs.cli.output import console
-    from sparkjobs.runinfo import audio_of, text_of
+    from sparkjobs.runs.info import audio_of, text_of
     from sparkjobs.store.models import Status
 
     if run.status != Status.SUCCEEDED:
@@ -131,7 +131,7 @@ def deliver(
 def finish(run: Run, *, written: Path | None, as_json: bool) -> None:
     """Report how the run ended; exit 1 unless it succeeded."""
     from sparkjobs.cli.output import err_console, print_json
-    from sparkjobs.runinfo import audio_of, run_detail
+    from sparkjobs.runs.info import audio_of, run_detail
     from sparkjobs.store.models import Status
 
     if as_json:

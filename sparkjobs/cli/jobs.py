@@ -11,8 +11,8 @@ from sparkjobs.errors import BadInput
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config
-    from sparkjobs.jobfiles import Loaded
-    from sparkjobs.jobs import Job
+    from sparkjobs.jobs.define import Job
+    from sparkjobs.jobs.files import Loaded
     from sparkjobs.store.jobs import SeenJob
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (times in UTC).")]
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
 def _load(config: Config) -> Loaded:
     from sparkjobs.cli.output import err_console
-    from sparkjobs.jobfiles import load_jobs
+    from sparkjobs.jobs.files import load_jobs
 
     loaded = load_jobs(config)
     for problems in loaded.problems.values():
@@ -66,7 +66,7 @@ def _sessions(config: Config) -> Any:
 
 
 def _seen(job: Job, now: datetime) -> SeenJob:
-    from sparkjobs.slots import describe, next_fire, schedule_tz
+    from sparkjobs.jobs.slots import describe, next_fire, schedule_tz
     from sparkjobs.store.jobs import SeenJob
 
     upcoming = next_fire(job.schedule, now) if job.schedule else None
@@ -87,7 +87,7 @@ def list_jobs(as_json: AsJson = False) -> None:
 
     from sparkjobs.cli.context import get_config
     from sparkjobs.cli.output import console, print_json
-    from sparkjobs.crontab import zone
+    from sparkjobs.jobs.crontab import zone
     from sparkjobs.store.jobs import job_records, last_runs
 
     config = get_config()
@@ -153,8 +153,8 @@ def run(
     """Fire NAME now (trigger `manual`); its overlap policy applies."""
     from sparkjobs.cli.context import get_config
     from sparkjobs.cli.output import console, print_json
-    from sparkjobs.slots import overlap_skip_reason
-    from sparkjobs.submission import active_run_exists, submit_job, wait_for_run
+    from sparkjobs.jobs.slots import overlap_skip_reason
+    from sparkjobs.runs.submit import active_run_exists, submit_job, wait_for_run
 
     config = get_config()
     job = _find(config, name)
@@ -201,9 +201,9 @@ def _parse_params(pairs: list[str]) -> dict[str, str]:
 
 
 def _record_manual_skip(config: Config, job: Job, params: dict[str, str], reason: str) -> Any:
+    from sparkjobs.runs.submit import run_params
     from sparkjobs.store.models import RunKind, Status, Trigger
     from sparkjobs.store.runs import create_run
-    from sparkjobs.submission import run_params
 
     with _sessions(config).begin() as session:
         skipped, _ = create_run(

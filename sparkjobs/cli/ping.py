@@ -25,10 +25,10 @@ def ping(
 
     Exit 0 when every node answered, 1 when one did not, 3 when the broker is down.
     """
-    from sparkjobs.app import create_app
-    from sparkjobs.broker import check_broker
-    from sparkjobs.ping import NoAnswer, ping_node
-    from sparkjobs.routing import queue_for_node
+    from sparkjobs.broker.app import create_app
+    from sparkjobs.broker.client import check_broker
+    from sparkjobs.broker.ping import NoAnswer, ping_node
+    from sparkjobs.config.routing import queue_for_node
 
     config = get_config()
     targets = nodes or list(config.nodes)

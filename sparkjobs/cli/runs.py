@@ -47,7 +47,7 @@ def list_runs(
 
     from sparkjobs.cli.context import get_config
     from sparkjobs.cli.output import console, print_json
-    from sparkjobs.runinfo import run_summary
+    from sparkjobs.runs.info import run_summary
     from sparkjobs.store.models import Status
     from sparkjobs.store.prune import parse_age
     from sparkjobs.store.queries import list_runs as query
@@ -77,7 +77,7 @@ def show(run_id: RunId, as_json: AsJson = False) -> None:
     """Show a run: each step's node, service, attempts, timings, output and error."""
     from sparkjobs.cli.context import get_config
     from sparkjobs.cli.output import print_json
-    from sparkjobs.runinfo import run_detail
+    from sparkjobs.runs.info import run_detail
     from sparkjobs.store.queries import get_run
 
     config = get_config()
@@ -110,7 +110,7 @@ def cancel(run_id: RunId, as_json: AsJson = False) -> None:
     checkpoint. A run that has finished already is left as it was."""
     from sparkjobs.cli.context import get_config
     from sparkjobs.cli.output import console, print_json
-    from sparkjobs.control import cancel_run
+    from sparkjobs.runs.control import cancel_run
 
     done = cancel_run(get_config(), run_id)
     if as_json:
@@ -136,7 +136,7 @@ def rerun(run_id: RunId, as_json: AsJson = False) -> None:
     from sparkjobs.cli.context import get_config
     from sparkjobs.cli.follow import check_infrastructure
     from sparkjobs.cli.output import console, print_json
-    from sparkjobs.control import rerun as submit_again
+    from sparkjobs.runs.control import rerun as submit_again
 
     config = get_config()
     check_infrastructure(config)

@@ -18,7 +18,7 @@ from sparkjobs.errors import BadInput
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config
-    from sparkjobs.jobs import Job
+    from sparkjobs.jobs.define import Job
 
 Text = Annotated[
     str | None,
@@ -54,8 +54,8 @@ def speak(
     as_json: AsJson = False,
 ) -> None:
     """Read TEXT aloud on a TTS service (long text is split, synthesized and joined)."""
-    from sparkjobs.adhoc import speak_job
     from sparkjobs.cli.context import get_config
+    from sparkjobs.runs.adhoc import speak_job
 
     config = get_config()
     words = read_text(text, file)
@@ -79,9 +79,9 @@ def clone(
     as_json: AsJson = False,
 ) -> None:
     """Speak TEXT in the voice of a reference recording (stored on the TTS node first)."""
-    from sparkjobs.adhoc import check_reference, clone_job, put_reference
     from sparkjobs.cli.context import get_config
     from sparkjobs.cli.follow import check_infrastructure
+    from sparkjobs.runs.adhoc import check_reference, clone_job, put_reference
 
     config = get_config()
     words = read_text(text, file)
@@ -116,8 +116,8 @@ def chat(
     as_json: AsJson = False,
 ) -> None:
     """Ask an LLM service PROMPT; with --wait (or --stream) print the reply."""
-    from sparkjobs.adhoc import chat_job
     from sparkjobs.cli.context import get_config
+    from sparkjobs.runs.adhoc import chat_job
 
     config = get_config()
     words = read_text(prompt, file, what="prompt")
@@ -145,8 +145,8 @@ def job(
     from sparkjobs.cli.follow import check_infrastructure, submitted_json, wait_and_deliver
     from sparkjobs.cli.jobs import _find, _parse_params, _record_manual_skip
     from sparkjobs.cli.output import console, print_json
-    from sparkjobs.slots import overlap_skip_reason
-    from sparkjobs.submission import active_run_exists, run_params, submit_job
+    from sparkjobs.jobs.slots import overlap_skip_reason
+    from sparkjobs.runs.submit import active_run_exists, run_params, submit_job
 
     config = get_config()
     found = _find(config, name)
@@ -208,7 +208,7 @@ def _submit(
     """Submit `built` (trigger `submit`); print its id, or wait and deliver it."""
     from sparkjobs.cli.follow import check_infrastructure, submitted_json, wait_and_deliver
     from sparkjobs.cli.output import console, print_json
-    from sparkjobs.submission import submit_job
+    from sparkjobs.runs.submit import submit_job
 
     if not checked:
         check_infrastructure(config)
@@ -230,9 +230,9 @@ def _stream(config: Config, run_id: object) -> None:
     """Print a chat's reply as the worker publishes it; Ctrl-C leaves the run going."""
     import uuid
 
+    from sparkjobs.broker.tokens import follow_tokens
     from sparkjobs.cli.follow import interrupted
-    from sparkjobs.execution.tokens import follow_tokens
-    from sparkjobs.runinfo import follow_run
+    from sparkjobs.runs.info import follow_run
 
     assert isinstance(run_id, uuid.UUID)
 

@@ -179,7 +179,7 @@ class WorkerConfig(_Section):
 
 
 class ReconcilerConfig(_Section):
-    """Finding work whose message was lost, and queueing it again (sparkjobs.reconciler)."""
+    """Finding work whose message was lost, and queueing it again (sparkjobs.worker.reconciler)."""
 
     enabled: bool = Field(default=True, description="run the reconciler in the workers")
     heartbeat_interval_s: float = Field(

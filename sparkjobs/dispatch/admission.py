@@ -28,8 +28,8 @@ from sqlalchemy import func, select
 
 from sparkjobs.dispatch.gate import Gate, ServerUnavailable
 from sparkjobs.dispatch.leases import Lease
+from sparkjobs.dispatch.retry import CELERY_MAX_RETRIES
 from sparkjobs.dispatch.waits import Wait, WaitKind, clear_wait, kind_of, record_wait
-from sparkjobs.execution.retry import CELERY_MAX_RETRIES
 from sparkjobs.store.models import (
     Attempt,
     AttemptStatus,
@@ -44,7 +44,7 @@ from sparkjobs.store.runs import utc_now
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.broker.app import SparkjobsApp
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def admit(
         celery.exceptions.Ignore: the server stayed down past the wait deadline;
             the step (and run) are failed in SQL with an error naming the server.
     """
-    from sparkjobs.execution.notify import announce_finished
+    from sparkjobs.broker.notify import announce_finished
     from sparkjobs.execution.piece_state import fail_piece
     from sparkjobs.execution.state import fail_step, sessions_for
     from sparkjobs.store.engine import reading

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sparkjobs.broker import key
+from sparkjobs.broker.client import key
 from sparkjobs.dispatch.health import HealthBoard, Probe, Reading, ServerState
 from sparkjobs.dispatch.leases import Lease, Leases, Renewer
+from sparkjobs.dispatch.retry import max_countdown_s
 from sparkjobs.dispatch.waits import Wait, WaitKind
 from sparkjobs.errors import PermanentError
-from sparkjobs.execution.retry import max_countdown_s
 
 if TYPE_CHECKING:
     import redis

@@ -166,7 +166,7 @@ class HealthBoard:
     """Published readings in Redis: `health:<service>`, each with a TTL."""
 
     def __init__(self, client: redis.Redis, config: Config) -> None:
-        from sparkjobs.broker import key
+        from sparkjobs.broker.client import key
 
         self.client = client
         self.config = config

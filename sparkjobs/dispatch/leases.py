@@ -125,7 +125,7 @@ class Leases:
 
     Args:
         client: a redis-py client.
-        key: builds a key from parts (`sparkjobs.broker.key` bound to the config).
+        key: builds a key from parts (`sparkjobs.broker.client.key` bound to the config).
         ttl_s: how long a lease lives without renewal.
     """
 

@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from sparkjobs.broker import key
+from sparkjobs.broker.client import key
 from sparkjobs.dispatch.health import HealthBoard, ServerState, probe_service
 from sparkjobs.dispatch.leases import Leases
 

@@ -20,7 +20,7 @@ from sparkjobs.doctor.observe import (
 from sparkjobs.doctor.report import Report
 
 if TYPE_CHECKING:
-    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.broker.app import SparkjobsApp
     from sparkjobs.config import Config
 
 
@@ -31,8 +31,8 @@ def diagnose(config: Config, *, node: str | None = None, timeout_s: float = 2.0)
         node: which node this host is; default: the node whose address is local.
         timeout_s: how long workers get to answer a ping.
     """
-    from sparkjobs.broker import describe as describe_broker
-    from sparkjobs.routing import queue_for_node
+    from sparkjobs.broker.client import describe as describe_broker
+    from sparkjobs.config.routing import queue_for_node
     from sparkjobs.store.engine import describe as describe_database
 
     if node is not None:
@@ -71,7 +71,7 @@ def diagnose(config: Config, *, node: str | None = None, timeout_s: float = 2.0)
 
     app: SparkjobsApp | None = None
     if broker.reach.error is None:
-        from sparkjobs.app import create_app
+        from sparkjobs.broker.app import create_app
 
         app = create_app(config)
         findings.append(checks.broker_persistence(broker.settings))

@@ -18,7 +18,7 @@ from sparkjobs.doctor.checks import LocalAddress
 if TYPE_CHECKING:
     import redis
 
-    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.broker.app import SparkjobsApp
     from sparkjobs.config import Config
 
 TIMEOUT_S = 2.0
@@ -72,7 +72,7 @@ def observe_broker(config: Config) -> BrokerFacts:
     """PING the broker, then read its persistence settings (CONFIG may be disabled)."""
     import redis as redis_lib
 
-    from sparkjobs.broker import redis_client
+    from sparkjobs.broker.client import redis_client
 
     client = redis_client(config, timeout_s=TIMEOUT_S)
     try:

@@ -27,16 +27,16 @@ from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import Pool
 
-from sparkjobs.errors import RetryableError, ServerUnreachable, SparkjobsError, Unreachable
-from sparkjobs.execution.retry import (
+from sparkjobs.dispatch.retry import (
     CELERY_MAX_RETRIES,
     max_countdown_s,
     retry_delay_s,
     should_retry,
 )
+from sparkjobs.errors import RetryableError, ServerUnreachable, SparkjobsError, Unreachable
 
 if TYPE_CHECKING:
-    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.broker.app import SparkjobsApp
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from sparkjobs.app import SparkjobsApp
+from sparkjobs.broker.app import SparkjobsApp
 from sparkjobs.dispatch.admission import (
     GATED_KINDS,
     Standing,

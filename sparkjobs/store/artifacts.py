@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from sqlalchemy import CursorResult, Table, select, update
 from sqlalchemy.orm import Session
 
-from sparkjobs.artifacts.commit import fsync_dir, make_dirs
+from sparkjobs.store.durable import fsync_dir, make_dirs
 from sparkjobs.store.keyed import (
     insert_ignoring_conflicts,
     insert_or_fill,

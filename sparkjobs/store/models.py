@@ -196,7 +196,7 @@ class Step(Base):
     tokens_per_s: Mapped[float | None] = mapped_column(Float)
     audio_s: Mapped[float | None] = mapped_column(Float)
     rtf: Mapped[float | None] = mapped_column(Float)
-    # The step as submitted (sparkjobs.execution.plan), so messages carry only ids.
+    # The step as submitted (sparkjobs.runs.plan), so messages carry only ids.
     spec: Mapped[dict[str, Any] | None]
     # Long speech: how many pieces there are, and how many have finished (counted
     # with one atomic UPDATE, so exactly one piece sees the last count).

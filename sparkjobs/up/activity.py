@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sparkjobs.task_events import Watching
+from sparkjobs.broker.events import Watching
 
 if TYPE_CHECKING:
-    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.broker.app import SparkjobsApp
 
 # The events a person wants to see, and how each reads.
 _VERBS = {
@@ -58,7 +58,7 @@ def follow(app: SparkjobsApp, emit: Callable[[str], None], stop: threading.Event
         if line is not None:
             emit(line)
 
-    # Workers send task events only while someone asks for them (sparkjobs.task_events).
+    # Workers send task events only while someone asks for them (sparkjobs.broker.events).
     watching = Watching(app)
     watching.start()
     try:

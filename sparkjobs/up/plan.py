@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 PROVIDERS = (
     "sparkjobs.up.plan:broker",
-    "sparkjobs.sim.component:components",
-    "sparkjobs.store.component:components",
+    "sparkjobs.up.simulators:components",
+    "sparkjobs.up.store:components",
     "sparkjobs.up.plan:workers",
     "sparkjobs.up.plan:scheduler",
     "sparkjobs.up.plan:flower",
@@ -76,7 +76,7 @@ def broker(config: Config) -> list[Component]:
 def workers(config: Config) -> list[Component]:
     """One worker per configured node."""
     from sparkjobs.up.probes import worker_answers
-    from sparkjobs.worker import worker_concurrency, worker_name
+    from sparkjobs.worker.process import worker_concurrency, worker_name
 
     found = []
     for node in config.nodes:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.broker.app import SparkjobsApp
     from sparkjobs.config import Config
 
 
 def redis_answers(config: Config) -> bool:
     """The broker answers PING."""
-    from sparkjobs.broker import check_broker
+    from sparkjobs.broker.client import check_broker
     from sparkjobs.errors import Unreachable
 
     try:
@@ -27,7 +27,7 @@ _apps: dict[int, SparkjobsApp] = {}
 def _app(config: Config) -> SparkjobsApp:
     """One client app per config, reused across polls (each holds a connection)."""
     if id(config) not in _apps:
-        from sparkjobs.app import create_app
+        from sparkjobs.broker.app import create_app
 
         _apps[id(config)] = create_app(config)
     return _apps[id(config)]

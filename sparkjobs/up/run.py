@@ -44,7 +44,7 @@ def run_up(config: Config, config_file: Path | None, console: Console | None = N
     )
     try:
         if not config.uses_embedded_broker:
-            from sparkjobs.broker import check_broker
+            from sparkjobs.broker.client import check_broker
 
             check_broker(config)
         console.print(f"sparkjobs up: config {config.source}, data dir {config.data_dir}")
@@ -93,8 +93,8 @@ def _print_started(console: Console, running: Running) -> None:
 
 def _prove_paths(config: Config, console: Console) -> None:
     """A ping through every node's queue: broker, routing and workers all work."""
-    from sparkjobs.app import create_app
-    from sparkjobs.ping import ping_node
+    from sparkjobs.broker.app import create_app
+    from sparkjobs.broker.ping import ping_node
 
     app = create_app(config)
     table = Table("node", "queue", "worker", "ping", box=None, pad_edge=False)
@@ -105,7 +105,7 @@ def _prove_paths(config: Config, console: Console) -> None:
 
 
 def _follow_activity(config: Config, console: Console, stop: threading.Event) -> None:
-    from sparkjobs.app import create_app
+    from sparkjobs.broker.app import create_app
     from sparkjobs.up.activity import follow
 
     app = create_app(config, role="daemon")

@@ -2,9 +2,9 @@
 cancel and rerun runs; pause and resume jobs. docs/api.md documents every route.
 
 Payloads are checked by pydantic (422, naming the field); the jobs they describe are
-built and checked by `sparkjobs.adhoc` exactly as `sparkjobs submit` does, so the
+built and checked by `sparkjobs.runs.adhoc` exactly as `sparkjobs submit` does, so the
 API refuses the same things with the same messages (400). Runs are shaped by
-`sparkjobs.runinfo`, as `sparkjobs show --json` prints them.
+`sparkjobs.runs.info`, as `sparkjobs show --json` prints them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sparkjobs.store.models import Status
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from sparkjobs.jobs import Job
+    from sparkjobs.jobs.define import Job
     from sparkjobs.web.app import WebState
 
 MAX_LIST = 1000
@@ -145,7 +145,7 @@ class _NotFound(SparkjobsError):
 
 
 def _submitted(state: WebState, job: Job, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    from sparkjobs.submission import submit_job
+    from sparkjobs.runs.submit import submit_job
 
     submitted = submit_job(state.config, job, params=params, trigger="api")
     return {"run_id": str(submitted.run_id), "job": job.name, "status": "queued",
@@ -153,7 +153,7 @@ def _submitted(state: WebState, job: Job, params: dict[str, Any] | None = None) 
 
 
 def speak(state: WebState, request: Request, body: SpeakRequest) -> dict[str, Any]:
-    from sparkjobs.adhoc import speak_job
+    from sparkjobs.runs.adhoc import speak_job
 
     return _submitted(
         state, speak_job(state.config, body.text, voice=body.voice, service=body.service)
@@ -161,7 +161,7 @@ def speak(state: WebState, request: Request, body: SpeakRequest) -> dict[str, An
 
 
 def clone(state: WebState, request: Request, body: CloneRequest) -> dict[str, Any]:
-    from sparkjobs.adhoc import clone_job
+    from sparkjobs.runs.adhoc import clone_job
 
     job = clone_job(state.config, body.text, ref_audio=body.ref_audio, ref_text=body.ref_text,
                     service=body.service)  # fmt: skip
@@ -169,7 +169,7 @@ def clone(state: WebState, request: Request, body: CloneRequest) -> dict[str, An
 
 
 def chat(state: WebState, request: Request, body: ChatRequest) -> dict[str, Any]:
-    from sparkjobs.adhoc import chat_job
+    from sparkjobs.runs.adhoc import chat_job
 
     job = chat_job(
         state.config, body.prompt, service=body.service, model=body.model, system=body.system,
@@ -179,7 +179,7 @@ def chat(state: WebState, request: Request, body: ChatRequest) -> dict[str, Any]
 
 
 def run_job(state: WebState, request: Request, body: JobRunRequest) -> dict[str, Any]:
-    from sparkjobs.jobcontrol import fire
+    from sparkjobs.scheduling.control import fire
 
     name = request.path_params["name"]
     fired = fire(state.config, state.sessions, name, params=body.params, trigger="api")
@@ -188,7 +188,7 @@ def run_job(state: WebState, request: Request, body: JobRunRequest) -> dict[str,
 
 
 def list_runs(state: WebState, request: Request, _: None) -> list[dict[str, Any]]:
-    from sparkjobs.runinfo import run_summary
+    from sparkjobs.runs.info import run_summary
     from sparkjobs.store.queries import list_runs as query
 
     args = request.query_params
@@ -208,7 +208,7 @@ def list_runs(state: WebState, request: Request, _: None) -> list[dict[str, Any]
 
 
 def show_run(state: WebState, request: Request, _: None) -> dict[str, Any]:
-    from sparkjobs.runinfo import run_detail
+    from sparkjobs.runs.info import run_detail
     from sparkjobs.store.queries import get_run
 
     with reading(state.sessions) as session:
@@ -216,7 +216,7 @@ def show_run(state: WebState, request: Request, _: None) -> dict[str, Any]:
 
 
 def cancel(state: WebState, request: Request, _: None) -> dict[str, Any]:
-    from sparkjobs.control import cancel_run
+    from sparkjobs.runs.control import cancel_run
 
     done = cancel_run(state.config, request.path_params["run_id"])
     return {"run_id": str(done.run_id), "previous": done.previous.value,
@@ -224,7 +224,7 @@ def cancel(state: WebState, request: Request, _: None) -> dict[str, Any]:
 
 
 def rerun(state: WebState, request: Request, _: None) -> dict[str, Any]:
-    from sparkjobs.control import rerun as submit_rerun
+    from sparkjobs.runs.control import rerun as submit_rerun
 
     submitted = submit_rerun(state.config, request.path_params["run_id"])
     return {"run_id": str(submitted.run_id), "rerun_of": request.path_params["run_id"],
@@ -232,7 +232,7 @@ def rerun(state: WebState, request: Request, _: None) -> dict[str, Any]:
 
 
 def list_jobs(state: WebState, request: Request, _: None) -> list[dict[str, Any]]:
-    from sparkjobs.jobcontrol import job_rows
+    from sparkjobs.scheduling.control import job_rows
     from sparkjobs.web.views import job_view
 
     with reading(state.sessions) as session:
@@ -240,7 +240,7 @@ def list_jobs(state: WebState, request: Request, _: None) -> list[dict[str, Any]
 
 
 def pause_or_resume(state: WebState, request: Request, _: None) -> dict[str, Any]:
-    from sparkjobs.jobcontrol import set_job_paused
+    from sparkjobs.scheduling.control import set_job_paused
 
     name, action = request.path_params["name"], request.path_params["action"]
     if action not in ("pause", "resume"):

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from sparkjobs.config import Config
-    from sparkjobs.health import ServiceHealth
+    from sparkjobs.dispatch.probe import ServiceHealth
 
 HERE = Path(__file__).parent
 HEALTH_TTL_S = 10.0
@@ -40,7 +40,7 @@ Prober = Callable[["Config"], "list[ServiceHealth]"]
 
 
 def _default_prober(config: Config) -> list[ServiceHealth]:
-    from sparkjobs.health import probe_services
+    from sparkjobs.dispatch.probe import probe_services
 
     return probe_services(config)
 
@@ -126,7 +126,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         watcher = None
         if watch and config.alerts.webhook_url is not None:
-            from sparkjobs.alerts import Watcher
+            from sparkjobs.observe.alerts import Watcher
 
             watcher = Watcher(config, sessions, public_url(config)).start()
         try:
@@ -161,7 +161,7 @@ def serve(config: Config) -> None:
     """Run the run page and API until stopped, bound as configured."""
     import uvicorn
 
-    from sparkjobs.worker import await_schema
+    from sparkjobs.worker.process import await_schema
 
     await_schema(config)
     app = create_app(config, watch=True)

@@ -91,7 +91,7 @@ def run_page(request: Request) -> Response:
 
 
 def jobs_page(request: Request) -> Response:
-    from sparkjobs.jobcontrol import job_rows
+    from sparkjobs.scheduling.control import job_rows
 
     state = _state(request)
     with reading(state.sessions) as session:
@@ -101,7 +101,7 @@ def jobs_page(request: Request) -> Response:
 
 def job_action(request: Request) -> Response:
     """Run-now, pause and resume buttons: act, then go where the result shows."""
-    from sparkjobs.jobcontrol import fire, set_job_paused
+    from sparkjobs.scheduling.control import fire, set_job_paused
 
     state = _state(request)
     name, action = request.path_params["name"], request.path_params["action"]

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sparkjobs import runinfo
-from sparkjobs.runinfo import iso
+from sparkjobs.runs import info as runinfo
+from sparkjobs.runs.info import iso
 from sparkjobs.store.models import ArtifactRole, AttemptStatus, Status
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config
-    from sparkjobs.jobcontrol import JobRow
+    from sparkjobs.scheduling.control import JobRow
     from sparkjobs.store.models import Run, Step
 
 AUDIO_TYPES = ("audio/", "application/octet-stream")

@@ -37,12 +37,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from sparkjobs.app import create_app
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.artifacts.register import node_root
-from sparkjobs.broker import queue_keys
+from sparkjobs.broker.app import create_app
+from sparkjobs.broker.client import queue_keys
 from sparkjobs.errors import Unreachable
-from sparkjobs.jobs import Job, chat, job, speak
+from sparkjobs.jobs.define import Job, chat, job, speak
+from sparkjobs.runs.submit import submit_job
 from sparkjobs.store.artifacts import artifact_path
 from sparkjobs.store.models import (
     ArtifactRole,
@@ -55,7 +56,6 @@ from sparkjobs.store.models import (
     StepArtifact,
     StepPiece,
 )
-from sparkjobs.submission import submit_job
 from tests.fixtures_cluster import Cluster
 from tests.fixtures_services import Broker
 from tests.fixtures_sim import RunningSims

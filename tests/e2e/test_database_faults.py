@@ -24,13 +24,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from sparkjobs.broker import queue_keys, redis_client
+from sparkjobs.broker.client import queue_keys, redis_client
 from sparkjobs.execution.failures import INTERRUPTED
-from sparkjobs.jobs import chat, job
+from sparkjobs.jobs.define import chat, job
+from sparkjobs.runs.submit import submit_job
 from sparkjobs.sim import SimHost
 from sparkjobs.store.engine import dispose_shared, make_engine, session_factory
 from sparkjobs.store.models import Attempt, AttemptStatus, Run, Status, Step
-from sparkjobs.submission import submit_job
 from tests.fixtures_cluster import Cluster, clean_env, cluster_toml
 from tests.fixtures_services import free_port, require
 from tests.fixtures_sim import TEST_TIME_SCALE, RunningSims

@@ -1,4 +1,4 @@
-"""kombu's Redis channel, keeping one client for its plain commands (`sparkjobs.broker_transport`).
+"""kombu's Redis channel, keeping one client for its plain commands (`sparkjobs.broker.transport`).
 
 kombu builds a redis-py client for every message it publishes; the app's channel keeps
 one per connection pool, on every Redis URL scheme (the services leg's `redis://`, the
@@ -18,10 +18,10 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 
-from sparkjobs.app import create_app
-from sparkjobs.broker import queue_keys
-from sparkjobs.broker_transport import Channel, Transport, has_multi_pop, install
-from sparkjobs.execution.dispatch import STEP_TASK
+from sparkjobs.broker.app import create_app
+from sparkjobs.broker.client import queue_keys
+from sparkjobs.broker.publish import STEP_TASK
+from sparkjobs.broker.transport import Channel, Transport, has_multi_pop, install
 from sparkjobs.up.redis_server import bundled_redis_server
 from tests.fixtures_cluster import Cluster
 from tests.fixtures_services import Broker, running_redis

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from sparkjobs.app import SparkjobsApp, create_app
-from sparkjobs.ping import ping_node
-from sparkjobs.task_events import ENABLE_INTERVAL_S, ask_for_task_events, watched_key
+from sparkjobs.broker.app import SparkjobsApp, create_app
+from sparkjobs.broker.events import ENABLE_INTERVAL_S, ask_for_task_events, watched_key
+from sparkjobs.broker.ping import ping_node
 from tests.fixtures_cluster import Cluster
 from tests.integration.test_worker_ping import wait_for_workers
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sparkjobs.app import create_app
-from sparkjobs.broker import key
+from sparkjobs.broker.app import create_app
+from sparkjobs.broker.client import key
+from sparkjobs.broker.ping import ping_node, send_ping
 from sparkjobs.errors import UnknownNode
-from sparkjobs.ping import ping_node, send_ping
 from tests.fixtures_cluster import Cluster
 from tests.fixtures_services import Broker
 
@@ -180,4 +180,4 @@ def test_celerys_per_task_lines_are_logged_only_at_debug(
         time.sleep(0.1)
     text = log.read_text()
     assert "ready." in text  # the worker's own INFO lines are there either way
-    assert ("Task sparkjobs.ping[" in text and "succeeded in" in text) is logged
+    assert ("Task sparkjobs.broker.ping[" in text and "succeeded in" in text) is logged

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from sparkjobs.app import create_app
-from sparkjobs.broker import queue_keys
-from sparkjobs.ping import await_pong, ping_node, send_ping
-from sparkjobs.reconciler import UNACKED
+from sparkjobs.broker.app import create_app
+from sparkjobs.broker.client import queue_keys
+from sparkjobs.broker.ping import await_pong, ping_node, send_ping
+from sparkjobs.worker.reconciler import UNACKED
 from tests.fixtures_cluster import Cluster
 from tests.integration.test_worker_ping import wait_for_workers
 

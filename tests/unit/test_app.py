@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sparkjobs.app import create_app
+from sparkjobs.broker.app import create_app
 from sparkjobs.config import load_config
-from sparkjobs.worker import worker_concurrency
+from sparkjobs.worker.process import worker_concurrency
 
 CONFIG = load_config()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sparkjobs.app import create_app
+from sparkjobs.broker.app import create_app
 from sparkjobs.config import load_config
+from sparkjobs.config.routing import ServiceRouter, default_service, queue_for_service
 from sparkjobs.errors import UnknownNode, UnknownService
-from sparkjobs.routing import ServiceRouter, default_service, queue_for_service
 
 CONFIG = load_config()
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from sparkjobs.threadpool import HandBackThreadPool
+from sparkjobs.worker.pool import HandBackThreadPool
 
 
 def test_a_stop_that_interrupts_a_task_hand_off_does_not_deadlock() -> None:

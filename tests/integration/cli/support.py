@@ -54,7 +54,7 @@ def broker_keys(broker: Broker) -> list[bytes]:
 
 
 def queue_lengths(broker: Broker) -> tuple[int, int]:
-    from sparkjobs.broker import queue_keys  # each queue has priority sub-queues
+    from sparkjobs.broker.client import queue_keys  # each queue has priority sub-queues
 
     return tuple(  # type: ignore[return-value]
         sum(int(broker.client.llen(k)) for k in queue_keys(broker.prefix, n))

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from sparkjobs.broker import key
+from sparkjobs.broker.client import key
 from sparkjobs.config.model import Config
 from sparkjobs.dispatch.leases import Attempt, Lease, Leases
 from tests.fixtures_services import Broker

@@ -9,13 +9,13 @@ import uuid
 
 import pytest
 
-from sparkjobs.broker import key
+from sparkjobs.broker.client import key
 from sparkjobs.dispatch import wait_reason
 from sparkjobs.dispatch.leases import Leases
-from sparkjobs.jobs import chat, job, speak
+from sparkjobs.jobs.define import chat, job, speak
+from sparkjobs.runs.submit import submit_job, wait_for_run
 from sparkjobs.sim import SimHost
 from sparkjobs.store.models import AttemptStatus, Status
-from sparkjobs.submission import submit_job, wait_for_run
 from tests.fixtures_cluster import Cluster
 from tests.fixtures_services import Broker, free_port
 from tests.fixtures_sim import TEST_TIME_SCALE, RunningSims

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from sparkjobs.jobs import custom, job
+from sparkjobs.jobs.define import custom, job
+from sparkjobs.runs.submit import submit_job
 from sparkjobs.store.engine import shared_sessions
 from sparkjobs.store.models import Attempt, AttemptStatus, Status, Step
-from sparkjobs.submission import submit_job
 from tests.fixtures_cluster import Cluster
 from tests.integration.jobs.test_runs import HANG_GUARD_S, finished
 

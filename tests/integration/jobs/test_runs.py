@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from sparkjobs.app import create_app
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.artifacts.register import node_root
-from sparkjobs.execution.dispatch import publish_step
+from sparkjobs.broker.app import create_app
+from sparkjobs.broker.publish import publish_step
 from sparkjobs.execution.piece_state import piece_rows
 from sparkjobs.execution.state import NOT_RUN
-from sparkjobs.jobs import chat, custom, job, speak
+from sparkjobs.jobs.define import chat, custom, job, speak
+from sparkjobs.runs.submit import submit_job, wait_for_run
 from sparkjobs.store.artifacts import artifact_path
 from sparkjobs.store.models import (
     Artifact,
@@ -27,7 +28,6 @@ from sparkjobs.store.models import (
     Status,
     Step,
 )
-from sparkjobs.submission import submit_job, wait_for_run
 from tests.fixtures_cluster import Cluster
 from tests.fixtures_sim import RunningSims
 

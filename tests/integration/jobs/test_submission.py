@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import pytest
 
 from sparkjobs.artifacts.locate import store_sessions
-from sparkjobs.broker import queue_keys
+from sparkjobs.broker.client import queue_keys
 from sparkjobs.errors import BadInput, UnknownService, Unreachable
-from sparkjobs.jobs import chat, job, speak
+from sparkjobs.jobs.define import chat, job, speak
+from sparkjobs.runs.submit import active_run_exists, submit_job, wait_for_run
 from sparkjobs.store.models import Status
 from sparkjobs.store.queries import get_run
-from sparkjobs.submission import active_run_exists, submit_job, wait_for_run
 from tests.fixtures_cluster import Cluster, clean_env, cluster_toml
 from tests.fixtures_services import Broker, free_port
 

@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import func, select
 
 from sparkjobs.artifacts.locate import store_sessions
-from sparkjobs.broker import queue_keys
+from sparkjobs.broker.client import queue_keys
 from sparkjobs.config import Config, load_config
 from sparkjobs.errors import BadInput, Unreachable
-from sparkjobs.jobs import chat, job
+from sparkjobs.jobs.define import chat, job
+from sparkjobs.runs.submit import PUBLISH_BATCH, submit_many
 from sparkjobs.store.models import Run, Status
-from sparkjobs.submission import PUBLISH_BATCH, submit_many
-from sparkjobs.workunits import decode_message
+from sparkjobs.worker.units import decode_message
 from tests.fixtures_cluster import Cluster, cluster_toml
 from tests.fixtures_services import Broker, free_port
 

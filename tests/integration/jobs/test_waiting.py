@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.config import Config, load_config
-from sparkjobs.control import cancel_run
-from sparkjobs.jobs import job, speak
+from sparkjobs.jobs.define import job, speak
+from sparkjobs.runs.control import cancel_run
+from sparkjobs.runs.submit import submit_job, wait_for_run
 from sparkjobs.store.engine import make_engine
 from sparkjobs.store.models import Run, Status
-from sparkjobs.submission import submit_job, wait_for_run
 from tests.fixtures_cluster import Cluster
 from tests.fixtures_services import free_port
 from tests.fixtures_sim import RunningSims

@@ -6,8 +6,8 @@ import pytest
 import redis
 from kombu.exceptions import OperationalError
 
+from sparkjobs.runs.submit import submit_job, wait_for_run
 from sparkjobs.store.models import Status
-from sparkjobs.submission import submit_job, wait_for_run
 from tests.fixtures_cluster import Cluster
 from tests.fixtures_services import Broker
 from tests.fixtures_sim import RunningSims

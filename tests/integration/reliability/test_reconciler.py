@@ -11,17 +11,17 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from sparkjobs import reconciler as reconciler_module
-from sparkjobs.app import create_app
 from sparkjobs.artifacts.locate import store_sessions
-from sparkjobs.broker import queue_keys
+from sparkjobs.broker.app import create_app
+from sparkjobs.broker.client import queue_keys
+from sparkjobs.broker.publish import STEP_TASK
 from sparkjobs.errors import Unreachable
-from sparkjobs.execution.dispatch import STEP_TASK
-from sparkjobs.jobs import chat, job
-from sparkjobs.reconciler import PASS_SPACING, Reconciler, next_pass_due
+from sparkjobs.jobs.define import chat, job
+from sparkjobs.runs.submit import submit_job, wait_for_run
 from sparkjobs.store.models import Attempt, AttemptStatus, Result, Status, Step
-from sparkjobs.submission import submit_job, wait_for_run
-from sparkjobs.workunits import Unit, decode_message
+from sparkjobs.worker import reconciler as reconciler_module
+from sparkjobs.worker.reconciler import PASS_SPACING, Reconciler, next_pass_due
+from sparkjobs.worker.units import Unit, decode_message
 from tests.fixtures_cluster import Cluster
 from tests.fixtures_services import Broker
 from tests.fixtures_sim import RunningSims

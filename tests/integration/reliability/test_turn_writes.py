@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from sparkjobs.execution.notify import announce_finished, finished_channel
-from sparkjobs.jobs import chat, job
+from sparkjobs.broker.notify import announce_finished, finished_channel
+from sparkjobs.jobs.define import chat, job
+from sparkjobs.runs.submit import submit_job, wait_for_run
 from sparkjobs.store.models import Status
-from sparkjobs.submission import submit_job, wait_for_run
-from sparkjobs.turn_writes import TurnWrites
+from sparkjobs.worker.turn_writes import TurnWrites
 from tests.fixtures_cluster import Cluster
 from tests.fixtures_services import Broker
 

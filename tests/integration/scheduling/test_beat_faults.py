@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from sparkjobs.broker import key, queue_keys
-from sparkjobs.leaderlock import LeaderLock
+from sparkjobs.broker.client import key, queue_keys
+from sparkjobs.broker.leader import LeaderLock
 from sparkjobs.store.models import Status, Trigger
 from sparkjobs.up.redis_server import find_redis_server, redis_server_argv
 from tests.fixtures_cluster import Cluster, clean_env, cluster_toml

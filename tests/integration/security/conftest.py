@@ -91,7 +91,7 @@ def with_password(database_url: str) -> str:
 
 
 JOB_FILE = """
-from sparkjobs.jobs import chat, every, job, speak
+from sparkjobs.jobs.define import chat, every, job, speak
 
 job("briefing", schedule=every(hours=24), description="a briefing, read aloud",
     steps=[chat("Write one sentence about the weather."), speak("{previous}", voice="tara")])

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sparkjobs.broker import key, queue_keys
+from sparkjobs.broker.client import key, queue_keys
 from sparkjobs.sim import SimHost
 from tests.fixtures_sim import TEST_TIME_SCALE, RunningSims
 from tests.integration.security.conftest import SECRETS, Secured, wait_for

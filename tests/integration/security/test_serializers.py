@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from kombu import Exchange
 
-from sparkjobs.app import create_app
-from sparkjobs.broker import key, queue_keys
-from sparkjobs.ping import ping_node
+from sparkjobs.broker.app import create_app
+from sparkjobs.broker.client import key, queue_keys
+from sparkjobs.broker.ping import ping_node
 from tests.fixtures_cluster import Cluster
 from tests.fixtures_services import Broker
 from tests.integration.test_worker_ping import wait_for_workers
@@ -35,7 +35,7 @@ class CreatesAFile:
 
 
 def task_headers(reply_to: str) -> dict[str, object]:
-    """Celery's protocol-2 headers of a `sparkjobs.ping` task."""
+    """Celery's protocol-2 headers of a `sparkjobs.broker.ping` task."""
     task_id = str(uuid.uuid4())
     return {
         "lang": "py",

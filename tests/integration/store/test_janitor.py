@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 from sparkjobs.config import Config
-from sparkjobs.janitor import Janitor
 from sparkjobs.store.artifacts import artifact_root, store_artifact
 from sparkjobs.store.engine import shared_sessions
 from sparkjobs.store.schema import upgrade
+from sparkjobs.worker.janitor import Janitor
 
 
 def test_a_sweep_removes_only_old_unreferenced_files(database_url: str, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from tests.integration.jobs.conftest import cluster_sims, workers
 __all__ = ["cluster_sims", "serving", "workers"]
 
 JOB_FILE = """
-from sparkjobs.jobs import chat, cron, job, speak
+from sparkjobs.jobs.define import chat, cron, job, speak
 
 job("morning-briefing", schedule=cron("0 7 * * *"), description="a briefing, read aloud",
     steps=[chat("Write a two-sentence morning briefing."), speak("{previous}", voice="tara")])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sparkjobs.artifacts import commit
+from sparkjobs.store import durable as commit
 from sparkjobs.store.artifacts import artifact_path, write_file
 
 

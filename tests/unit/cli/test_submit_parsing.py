@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sparkjobs.adhoc import chat_job, clone_job, literal, service_for_model, speak_job
 from sparkjobs.cli.main import app
 from sparkjobs.config import load_config
 from sparkjobs.errors import BadInput, SparkjobsError
+from sparkjobs.runs.adhoc import chat_job, clone_job, literal, service_for_model, speak_job
 from tests.fixtures_cluster import cluster_toml
 from tests.fixtures_services import free_port
 

@@ -11,8 +11,8 @@ from sparkjobs.config.model import TasksConfig
 from sparkjobs.dispatch import wait_reason
 from sparkjobs.dispatch.gate import health_delay_s
 from sparkjobs.dispatch.health import Reading, ServerState
+from sparkjobs.dispatch.retry import max_countdown_s
 from sparkjobs.dispatch.waits import Wait, WaitKind, kind_of
-from sparkjobs.execution.retry import max_countdown_s
 from sparkjobs.store.models import Status, Step
 
 SINCE = datetime(2026, 11, 29, 12, 0, 3, tzinfo=UTC)

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from sparkjobs import jobs
 from sparkjobs.config import Config, load_config
 from sparkjobs.errors import SparkjobsError
-from sparkjobs.jobcheck import check_job
+from sparkjobs.jobs import define as jobs
+from sparkjobs.jobs.check import check_job
 from tests.unit.fuzz.support import FUZZ, unreachable_config
 
 ANY = st.one_of(

@@ -18,7 +18,7 @@ from sparkjobs.errors import SparkjobsError
 from tests.unit.fuzz.support import FUZZ, unreachable_config
 
 JOB_FILE = """
-from sparkjobs.jobs import chat, job, speak
+from sparkjobs.jobs.define import chat, job, speak
 
 job("morning-briefing", params={"city": "Berlin"},
     steps=[chat("Weather in {params.city}"), speak("{previous}", voice="tara")])

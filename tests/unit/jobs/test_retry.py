@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sparkjobs.execution.retry import MAX_RETRIES, retry_delay_s, should_retry
+from sparkjobs.dispatch.retry import MAX_RETRIES, retry_delay_s, should_retry
 
 
 @pytest.mark.parametrize(

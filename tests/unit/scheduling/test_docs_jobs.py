@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from sparkjobs.config import load_config
-from sparkjobs.jobfiles import load_jobs
+from sparkjobs.jobs.files import load_jobs
 from tests.fixtures_cluster import cluster_toml
 
 DOCS = Path(__file__).parents[3] / "docs" / "jobs.md"

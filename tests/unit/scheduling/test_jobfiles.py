@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sparkjobs.config import Config, load_config
-from sparkjobs.jobfiles import load_jobs
+from sparkjobs.jobs.files import load_jobs
 from tests.fixtures_cluster import cluster_toml
 
 GOOD = """\

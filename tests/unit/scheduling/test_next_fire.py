@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sparkjobs.crontab import CronError, UnknownTimeZone, parse_cron, zone
-from sparkjobs.jobs import Cron, Every, Schedule
-from sparkjobs.slots import due_slots, next_fire
+from sparkjobs.jobs.crontab import CronError, UnknownTimeZone, parse_cron, zone
+from sparkjobs.jobs.define import Cron, Every, Schedule
+from sparkjobs.jobs.slots import due_slots, next_fire
 
 LA = "America/Los_Angeles"
 BERLIN = "Europe/Berlin"

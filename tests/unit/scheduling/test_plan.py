@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sparkjobs.jobs import Job, Misfire, chat, cron, every
-from sparkjobs.slots import overlap_skip_reason, plan_slots
+from sparkjobs.jobs.define import Job, Misfire, chat, cron, every
+from sparkjobs.jobs.slots import overlap_skip_reason, plan_slots
 
 
 def at(text: str) -> datetime:

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from sparkjobs.sim.component import components, health_probe
 from sparkjobs.up.component import Stage
+from sparkjobs.up.simulators import components, health_probe
 from tests.fixtures_services import free_port
 from tests.fixtures_sim import StartSims, sim_config
 

@@ -10,13 +10,13 @@ import pytest
 
 from sparkjobs.config import Config
 from sparkjobs.errors import BadInput, Unreachable
-from sparkjobs.store.component import components
 from sparkjobs.store.engine import check_reachable, describe, make_engine
 from sparkjobs.store.models import UTCDateTime
 from sparkjobs.store.prune import parse_age
 from sparkjobs.store.queries import percentile
 from sparkjobs.store.runs import slot_key
 from sparkjobs.up.component import Stage
+from sparkjobs.up.store import components
 
 
 @pytest.mark.parametrize(

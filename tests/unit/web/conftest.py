@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from sparkjobs.artifacts.register import node_root, register_file
 from sparkjobs.config import Config, load_config
-from sparkjobs.health import ServiceHealth
+from sparkjobs.dispatch.probe import ServiceHealth
 from sparkjobs.store.artifacts import link_artifact
 from sparkjobs.store.engine import open_store
 from sparkjobs.store.models import RunKind, Status, Trigger
@@ -30,7 +30,7 @@ from tests.support.tables import merge
 
 T0 = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
 JOB_FILE = """
-from sparkjobs.jobs import job, chat, speak, cron
+from sparkjobs.jobs.define import job, chat, speak, cron
 
 job("morning-briefing", schedule=cron("0 7 * * *"), description="news, read aloud",
     steps=[chat("Write a short briefing"), speak("{previous}")])

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from sparkjobs.alerts import Alert, Watcher, payload
-from sparkjobs.health import ServiceHealth
+from sparkjobs.dispatch.probe import ServiceHealth
+from sparkjobs.observe.alerts import Alert, Watcher, payload
 from sparkjobs.store.models import Status
 from sparkjobs.store.runs import finish_run
 
@@ -98,7 +98,7 @@ def test_a_failed_run_and_a_service_going_down_alert_once_each(
 def test_an_unreachable_webhook_is_logged_without_its_url(
     make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    from sparkjobs.alerts import send
+    from sparkjobs.observe.alerts import send
 
     _, store = make_client('[alerts]\nwebhook_url = "http://127.0.0.1:9/hook?token=hk-77"\n')
     assert not send(store.config, ALERT)

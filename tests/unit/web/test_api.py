@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from sparkjobs.adhoc import chat_job, speak_job
 from sparkjobs.errors import BadInput
+from sparkjobs.runs.adhoc import chat_job, speak_job
 
 
 def test_a_payload_missing_a_field_is_a_422_that_names_it(make_client: Callable[..., Any]) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from sparkjobs.execution.labels import task_label
-from sparkjobs.metrics import observe_step, serve
+from sparkjobs.broker.labels import task_label
+from sparkjobs.observe.metrics import observe_step, serve
 from sparkjobs.store.queries import get_run
 from tests.fixtures_services import free_ports
 
@@ -52,7 +52,7 @@ def test_metrics_are_off_without_a_port(make_client: Callable[..., Any]) -> None
 def test_flower_sees_the_job_step_service_and_node_of_each_task(
     make_client: Callable[..., Any],
 ) -> None:
-    from sparkjobs.app import create_app
+    from sparkjobs.broker.app import create_app
 
     _, store = make_client()
     app = create_app(store.config)

@@ -29,26 +29,26 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
-from sparkjobs.broker import key, queue_keys, redis_client
-from sparkjobs.execution.dispatch import (
+from sparkjobs.broker.client import key, queue_keys, redis_client
+from sparkjobs.broker.leader import LeaderLock
+from sparkjobs.broker.publish import (
     JOIN_TASK,
     PIECE_TASK,
     publish_join,
     publish_piece,
     publish_step,
 )
-from sparkjobs.heartbeat import claims_key, worker_key
-from sparkjobs.leaderlock import LeaderLock
 from sparkjobs.store.engine import reading
 from sparkjobs.store.models import Attempt, AttemptStatus
 from sparkjobs.store.runs import utc_now
-from sparkjobs.workunits import PendingUnit, Unit, decode_message, pending_units
+from sparkjobs.worker.heartbeat import claims_key, worker_key
+from sparkjobs.worker.units import PendingUnit, Unit, decode_message, pending_units
 
 if TYPE_CHECKING:
     import redis
     from sqlalchemy.orm import Session, sessionmaker
 
-    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.broker.app import SparkjobsApp
     from sparkjobs.config import Config
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class Reconciler:
         app: SparkjobsApp | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from sparkjobs.app import create_app
+        from sparkjobs.broker.app import create_app
         from sparkjobs.execution.state import sessions_for
 
         self.config = config

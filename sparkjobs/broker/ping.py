@@ -8,12 +8,12 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sparkjobs.broker import key
+from sparkjobs.broker.client import key
+from sparkjobs.config.routing import queue_for_node
 from sparkjobs.errors import SparkjobsError
-from sparkjobs.routing import queue_for_node
 
 if TYPE_CHECKING:
-    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.broker.app import SparkjobsApp
 
 
 class NoAnswer(SparkjobsError):
@@ -29,7 +29,7 @@ class Pong:
 
 
 def send_ping(app: SparkjobsApp, node: str, *, hold_s: float = 0.0) -> str:
-    """Queue `sparkjobs.ping` for `node`; returns the Redis key its answer will land on."""
+    """Queue `sparkjobs.broker.ping` for `node`; returns the Redis key its answer will land on."""
     config = app.sparkjobs_config
     queue_for_node(config, node)
     reply_to = key(config, "ping", uuid.uuid4().hex)
@@ -40,7 +40,7 @@ def send_ping(app: SparkjobsApp, node: str, *, hold_s: float = 0.0) -> str:
 def ping_node(
     app: SparkjobsApp, node: str, *, timeout_s: float = 10.0, hold_s: float = 0.0
 ) -> Pong:
-    """Send `sparkjobs.ping` to `node`'s queue and wait for the reply.
+    """Send `sparkjobs.broker.ping` to `node`'s queue and wait for the reply.
 
     Raises:
         UnknownNode: nothing was sent.

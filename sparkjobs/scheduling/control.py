@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from sparkjobs.config import Config
-    from sparkjobs.jobs import Job
+    from sparkjobs.jobs.define import Job
     from sparkjobs.store.jobs import SeenJob
     from sparkjobs.store.models import Run
 
@@ -54,7 +54,7 @@ class Fired:
 
 def loaded_jobs(config: Config) -> dict[str, Job]:
     """The good jobs of schedules_dir, by name (broken files are left out)."""
-    from sparkjobs.jobfiles import load_jobs
+    from sparkjobs.jobs.files import load_jobs
 
     return load_jobs(config).by_name()
 
@@ -74,7 +74,7 @@ def find_job(config: Config, name: str) -> Job:
 
 def seen(job: Job, now: datetime) -> SeenJob:
     """`job` as the jobs table records it."""
-    from sparkjobs.slots import describe, next_fire, schedule_tz
+    from sparkjobs.jobs.slots import describe, next_fire, schedule_tz
     from sparkjobs.store.jobs import SeenJob
 
     upcoming = next_fire(job.schedule, now) if job.schedule else None
@@ -118,10 +118,10 @@ def fire(
     Raises:
         UnknownJob, BadInput: as `submit_job`; Unreachable: database or broker.
     """
-    from sparkjobs.slots import overlap_skip_reason
+    from sparkjobs.jobs.slots import overlap_skip_reason
+    from sparkjobs.runs.submit import active_run_exists, run_params, submit_job
     from sparkjobs.store.models import RunKind, Status, Trigger
     from sparkjobs.store.runs import create_run
-    from sparkjobs.submission import active_run_exists, run_params, submit_job
 
     job = find_job(config, name)
     reason = overlap_skip_reason(job, active_run_exists(config, job.name))

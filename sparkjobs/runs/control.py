@@ -17,8 +17,17 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
 from sparkjobs.artifacts.locate import store_sessions
-from sparkjobs.execution.notify import announce_finished
-from sparkjobs.jobs import ChatStep, CloneStep, Cron, CustomStep, Job, Origin, SpeakStep, Step
+from sparkjobs.broker.notify import announce_finished
+from sparkjobs.jobs.define import (
+    ChatStep,
+    CloneStep,
+    Cron,
+    CustomStep,
+    Job,
+    Origin,
+    SpeakStep,
+    Step,
+)
 from sparkjobs.store.engine import reading, unreachable
 from sparkjobs.store.models import Attempt, AttemptStatus, Run, Status
 from sparkjobs.store.models import Step as StepRow
@@ -26,9 +35,9 @@ from sparkjobs.store.queries import get_run
 from sparkjobs.store.runs import finish_run, finish_step, utc_now
 
 if TYPE_CHECKING:
-    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.broker.app import SparkjobsApp
     from sparkjobs.config import Config
-    from sparkjobs.submission import Submitted
+    from sparkjobs.runs.submit import Submitted
 
 CANCELLED_ERROR = "cancelled"
 
@@ -92,7 +101,7 @@ def cancel_run(
 def _revoke(config: Config, app: SparkjobsApp | None, task_ids: list[str]) -> None:
     from kombu.exceptions import OperationalError
 
-    from sparkjobs.app import create_app
+    from sparkjobs.broker.app import create_app
     from sparkjobs.config.render import mask_url
     from sparkjobs.errors import Unreachable
 
@@ -125,7 +134,7 @@ def rerun(config: Config, run_id: uuid.UUID | str, *, app: SparkjobsApp | None =
         UnknownRun: no such run. BadInput: a service it used is no longer configured.
         Unreachable: as `submit_job`.
     """
-    from sparkjobs.submission import submit_job
+    from sparkjobs.runs.submit import submit_job
 
     try:
         with store_sessions(config) as sessions, reading(sessions) as session:

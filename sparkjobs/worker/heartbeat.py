@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from celery.signals import task_received
 
-from sparkjobs.broker import key, redis_client
-from sparkjobs.workunits import Unit
+from sparkjobs.broker.client import key, redis_client
+from sparkjobs.worker.units import Unit
 
 if TYPE_CHECKING:
     import redis

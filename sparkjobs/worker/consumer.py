@@ -10,8 +10,8 @@ the later close a no-op. Messages it could not restore (Redis is down) stay in
 Redis' unacknowledged set, where the reconciler restores those no live worker holds.
 
 The record of unacknowledged messages, and the announcements of runs' ends, are
-written once per loop turn (sparkjobs.turn_writes), over the one client the channel
-keeps for its commands (sparkjobs.broker_transport).
+written once per loop turn (sparkjobs.worker.turn_writes), over the one client the channel
+keeps for its commands (sparkjobs.broker.transport).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
-from sparkjobs.app import SparkjobsApp
-from sparkjobs.turn_writes import TurnWrites
+from sparkjobs.broker.app import SparkjobsApp
+from sparkjobs.worker.turn_writes import TurnWrites
 
 log = logging.getLogger(__name__)
 

@@ -22,16 +22,23 @@ from celery.schedules import BaseSchedule, schedstate
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
+from sparkjobs.broker.leader import LeaderLock
 from sparkjobs.errors import Unreachable
-from sparkjobs.jobfiles import fingerprint, load_jobs
-from sparkjobs.jobs import Job, Schedule
-from sparkjobs.leaderlock import LeaderLock
-from sparkjobs.slots import Plan, describe, next_fire, overlap_skip_reason, plan_slots, schedule_tz
+from sparkjobs.jobs.define import Job, Schedule
+from sparkjobs.jobs.files import fingerprint, load_jobs
+from sparkjobs.jobs.slots import (
+    Plan,
+    describe,
+    next_fire,
+    overlap_skip_reason,
+    plan_slots,
+    schedule_tz,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.broker.app import SparkjobsApp
     from sparkjobs.store.jobs import SeenJob
     from sparkjobs.store.models import JobRecord
 
@@ -219,7 +226,7 @@ class SparkjobsScheduler(Scheduler):
 
     @cached_property
     def lock(self) -> LeaderLock:
-        from sparkjobs.broker import key, redis_client
+        from sparkjobs.broker.client import key, redis_client
 
         # A client of its own, with a command timeout under the TTL (the app's has
         # none, for BLPOP): a Redis that stops answering without closing the
@@ -291,8 +298,8 @@ class SparkjobsScheduler(Scheduler):
         }
 
     def _carry_out(self, job: Job, plan: Plan) -> None:
+        from sparkjobs.runs.submit import active_run_exists, submit_job
         from sparkjobs.store.jobs import set_next_fire
-        from sparkjobs.submission import active_run_exists, submit_job
 
         for decision in plan.decisions:
             reason = decision.reason

@@ -17,10 +17,10 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from sparkjobs.config import LLM_KINDS
-from sparkjobs.crontab import CronError, UnknownTimeZone, parse_cron, zone
+from sparkjobs.config.routing import default_service
 from sparkjobs.errors import UnknownService
-from sparkjobs.jobs import ChatStep, CloneStep, Cron, CustomStep, Every, Job, SpeakStep, Step
-from sparkjobs.routing import default_service
+from sparkjobs.jobs.crontab import CronError, UnknownTimeZone, parse_cron, zone
+from sparkjobs.jobs.define import ChatStep, CloneStep, Cron, CustomStep, Every, Job, SpeakStep, Step
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config
@@ -39,7 +39,7 @@ def resolve_service(config: Config, step: Step) -> str:
     """The service a step runs on: its own, else the default of its kind.
 
     chat -> the default among kinds openai/ollama, speak -> orpheus, clone ->
-    qwen-clone (see `sparkjobs.routing.default_service`); custom steps name theirs.
+    qwen-clone (see `sparkjobs.config.routing.default_service`); custom steps name theirs.
 
     Raises:
         UnknownService: the step names a service the config does not define, or no
@@ -153,7 +153,7 @@ def _check_reference(where: str, step: CloneStep) -> list[str]:
 
 
 def _check_function(config: Config, where: str, dotted: str) -> list[str]:
-    from sparkjobs.jobfiles import ensure_importable
+    from sparkjobs.jobs.files import ensure_importable
 
     module_name, _, attribute = dotted.partition(":")
     if not module_name or not attribute:

@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Literal
 from celery import Celery
 from kombu import Queue
 
-from sparkjobs import broker_transport
-from sparkjobs.routing import ServiceRouter
+from sparkjobs.broker import transport as broker_transport
+from sparkjobs.config.routing import ServiceRouter
 
 if TYPE_CHECKING:
     import redis
 
+    from sparkjobs.broker.notify import Publisher
     from sparkjobs.config import Config
-    from sparkjobs.execution.notify import Publisher
-    from sparkjobs.turn_writes import TurnWrites
+    from sparkjobs.worker.turn_writes import TurnWrites
 
 Role = Literal["daemon", "client"]
 
@@ -46,13 +46,13 @@ class SparkjobsApp(Celery):
     @property
     def announcer(self) -> Publisher:
         """Where this process announces a run's end: with its worker loop's next
-        writes (sparkjobs.turn_writes), or straight to Redis."""
+        writes (sparkjobs.worker.turn_writes), or straight to Redis."""
         return self.turn_writes or self.redis
 
     @cached_property
     def redis(self) -> redis.Redis:
         """A client for sparkjobs' own small keys in the broker's Redis."""
-        from sparkjobs.broker import redis_client
+        from sparkjobs.broker.client import redis_client
 
         # No command timeout: callers block on BLPOP with their own timeouts.
         connect_s = 10.0 if self.role == "daemon" else 2.0
@@ -112,7 +112,7 @@ def create_app(config: Config, *, role: Role = "client") -> SparkjobsApp:
         # Flower and `up` follow tasks through events, three Redis publishes a task
         # (and one more a message for task-sent). Nobody reads them unless one of
         # those watches, so by default workers start without and a watcher switches
-        # them on (sparkjobs.task_events); worker events (heartbeats) are always sent.
+        # them on (sparkjobs.broker.events); worker events (heartbeats) are always sent.
         worker_send_task_events=events_always,
         task_send_sent_event=events_always,
         timezone="UTC",

@@ -158,14 +158,14 @@ def follow_run(
 
     `on_progress` is called whenever the status, the current step or its count of
     finished pieces changes. Between two polls it listens for the run's end
-    announcement (`sparkjobs.execution.notify`), so the end is seen at once.
+    announcement (`sparkjobs.broker.notify`), so the end is seen at once.
 
     Raises:
         UnknownRun: no such run.
         Unreachable: the database did not answer.
     """
     from sparkjobs.artifacts.locate import store_sessions
-    from sparkjobs.execution.notify import FinishWatch
+    from sparkjobs.broker.notify import FinishWatch
     from sparkjobs.store.engine import reading, unreachable
     from sparkjobs.store.queries import get_run
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparkjobs import jobs as jobs_api
-from sparkjobs.jobcheck import check_job
-from sparkjobs.jobs import Job, collecting
+from sparkjobs.jobs import define as jobs_api
+from sparkjobs.jobs.check import check_job
+from sparkjobs.jobs.define import Job, collecting
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config

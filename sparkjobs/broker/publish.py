@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Celery
 
-from sparkjobs.execution.labels import task_label
+from sparkjobs.broker.labels import task_label
 
 INTERACTIVE_PRIORITY = 0
 BACKGROUND_PRIORITY = 6

@@ -24,10 +24,10 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from sparkjobs.broker import key
+from sparkjobs.broker.client import key
 
 if TYPE_CHECKING:
-    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.broker.app import SparkjobsApp
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def task_events_while_watched(app: SparkjobsApp) -> None:
     if app.sparkjobs_config.worker.task_events == "always":
         return
 
-    from sparkjobs.broker import redis_client
+    from sparkjobs.broker.client import redis_client
 
     # Its own client, with a command timeout: a look runs in the worker's event loop.
     client = redis_client(app.sparkjobs_config, timeout_s=LOOK_TIMEOUT_S)

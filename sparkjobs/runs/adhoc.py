@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from sparkjobs.config import LLM_KINDS
 from sparkjobs.errors import BadInput, UnknownService
-from sparkjobs.jobcheck import check_job
-from sparkjobs.jobs import ChatStep, CloneStep, Job, Origin, SpeakStep, Step
+from sparkjobs.jobs.check import check_job
+from sparkjobs.jobs.define import ChatStep, CloneStep, Job, Origin, SpeakStep, Step
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config
@@ -93,7 +93,7 @@ def chat_job(
     Args:
         service: the LLM service; with only `model` given, the one that serves it.
         stream_tokens: the worker publishes the reply's pieces as they arrive
-            (`sparkjobs.execution.tokens.follow_tokens` reads them).
+            (`sparkjobs.broker.tokens.follow_tokens` reads them).
 
     Raises:
         BadInput: empty prompt, max_tokens below 1, an unknown service or model (the
@@ -161,7 +161,7 @@ def put_reference(config: Config, path: Path, *, service: str | None = None) -> 
         ArtifactUnavailable: that node's artifact server did not answer.
     """
     from sparkjobs.artifacts.client import put_file
-    from sparkjobs.routing import default_service
+    from sparkjobs.config.routing import default_service
 
     check_reference(path)
     name = service or default_service(config, frozenset({"qwen-clone"}))
@@ -177,7 +177,7 @@ def _require_text(text: str, what: str) -> None:
 
 
 def _service_of(config: Config, step: Step) -> str:
-    from sparkjobs.jobcheck import resolve_service
+    from sparkjobs.jobs.check import resolve_service
 
     return resolve_service(config, step)
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from sparkjobs.config import Config
-    from sparkjobs.health import ServiceHealth
+    from sparkjobs.dispatch.probe import ServiceHealth
     from sparkjobs.store.models import Step
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class StateCollector(Collector):
     health: dict[str, ServiceHealth] = field(default_factory=dict)
 
     def collect(self) -> Iterator[Metric]:
-        from sparkjobs.metrics_state import queue_depth, runs_by_status, steps_now
+        from sparkjobs.observe.collect import queue_depth, runs_by_status, steps_now
 
         services = self.config.node_services(self.node)
         runs = GaugeMetricFamily("sparkjobs_runs", "Runs in the store by status", labels=["status"])
@@ -175,7 +175,7 @@ class MetricsServer:
                 for s in self.servers]  # fmt: skip
 
     def probe_forever(self, every_s: float) -> None:
-        from sparkjobs.health import probe_services
+        from sparkjobs.dispatch.probe import probe_services
 
         config, node = self.collector.config, self.collector.node
         while not self.stopping.is_set():

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparkjobs.config.model import LLM_KINDS
+from sparkjobs.config.routing import default_service, service
 from sparkjobs.errors import BadInput
-from sparkjobs.jobs import CloneStep, Cron, Job, Step
-from sparkjobs.routing import default_service, service
+from sparkjobs.jobs.define import CloneStep, Cron, Job, Step
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config
@@ -44,11 +44,11 @@ class StepPlan:
 def resolve_service(config: Config, step: Step) -> str:
     """The step's service: the one it names, else the default for its kind.
 
-    Uses `sparkjobs.jobcheck.resolve_service` when that module exists, so that
+    Uses `sparkjobs.jobs.check.resolve_service` when that module exists, so that
     checking and running a job agree; this fallback follows the same rule.
     """
     try:
-        checker: Any = importlib.import_module("sparkjobs.jobcheck")
+        checker: Any = importlib.import_module("sparkjobs.jobs.check")
     except ImportError:
         checker = None
     if checker is not None:

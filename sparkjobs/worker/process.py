@@ -14,19 +14,19 @@ import socket
 import time
 from typing import TYPE_CHECKING, NoReturn
 
-from sparkjobs.app import create_app
 from sparkjobs.artifacts.server import ServerThread
 from sparkjobs.backends.shared import close_shared
+from sparkjobs.broker.app import create_app
+from sparkjobs.broker.events import task_events_while_watched
+from sparkjobs.config.routing import queue_for_node
 from sparkjobs.dispatch.monitor import HealthMonitor
 from sparkjobs.errors import Unreachable
-from sparkjobs.heartbeat import Heartbeat
-from sparkjobs.janitor import Janitor
-from sparkjobs.metrics import serve as serve_metrics
-from sparkjobs.metrics_state import install as install_metrics
-from sparkjobs.reconciler import Reconciler
-from sparkjobs.routing import queue_for_node
-from sparkjobs.task_events import task_events_while_watched
-from sparkjobs.threadpool import GraceUntilIdle
+from sparkjobs.observe.collect import install as install_metrics
+from sparkjobs.observe.metrics import serve as serve_metrics
+from sparkjobs.worker.heartbeat import Heartbeat
+from sparkjobs.worker.janitor import Janitor
+from sparkjobs.worker.pool import GraceUntilIdle
+from sparkjobs.worker.reconciler import Reconciler
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config
@@ -99,15 +99,15 @@ def run_worker(config: Config, node: str, *, loglevel: str = "INFO") -> NoReturn
     worker = worker_class(
         hostname=worker_name(node),
         queues=[queue],
-        pool="sparkjobs.threadpool:HandBackThreadPool",
+        pool="sparkjobs.worker.pool:HandBackThreadPool",
         concurrency=worker_concurrency(config, node),
         loglevel=loglevel,
         optimization="fair",
         without_mingle=not config.worker.mingle,
-        # Survives a Redis restart instead of exiting (see sparkjobs.consumer).
-        consumer_cls="sparkjobs.consumer:BrokerRestartConsumer",
+        # Survives a Redis restart instead of exiting (see sparkjobs.worker.consumer).
+        consumer_cls="sparkjobs.worker.consumer:BrokerRestartConsumer",
     )
-    # Task events are on only while Flower or `up` asks (sparkjobs.task_events).
+    # Task events are on only while Flower or `up` asks (sparkjobs.broker.events).
     task_events_while_watched(app)
     # The node's artifacts are served by its worker, on the node's bond address.
     artifacts = ServerThread(config, node).start()

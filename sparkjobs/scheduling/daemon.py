@@ -1,4 +1,4 @@
-"""Running beat and Flower (the worker has `sparkjobs.worker`).
+"""Running beat and Flower (the worker has `sparkjobs.worker.process`).
 
 Each blocks until it is told to stop. None of them exits because the broker is
 down: they log and retry (the app is built with role="daemon"). A broker that
@@ -11,10 +11,10 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from sparkjobs.app import create_app
+from sparkjobs.broker.app import create_app
+from sparkjobs.broker.events import Watching
 from sparkjobs.config import is_loopback
 from sparkjobs.errors import Unreachable
-from sparkjobs.task_events import Watching
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config
@@ -30,7 +30,7 @@ def refuse_a_wrong_broker_password(config: Config) -> None:
     """
     import redis
 
-    from sparkjobs.broker import check_broker
+    from sparkjobs.broker.client import check_broker
 
     try:
         check_broker(config)
@@ -44,10 +44,10 @@ def run_beat(config: Config, *, loglevel: str = "INFO") -> None:
     """Run the scheduler until stopped: the jobs of `schedules_dir`, active or standby.
 
     Any number of beats may run; the lock in Redis lets one fire (see
-    `sparkjobs.scheduler`), so a second one on another node is a hot standby.
+    `sparkjobs.scheduling.beat`), so a second one on another node is a hot standby.
     """
     app = create_app(config, role="daemon")
-    app.Beat(scheduler="sparkjobs.scheduler:SparkjobsScheduler", loglevel=loglevel).run()
+    app.Beat(scheduler="sparkjobs.scheduling.beat:SparkjobsScheduler", loglevel=loglevel).run()
 
 
 def run_flower(config: Config) -> None:

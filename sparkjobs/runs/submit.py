@@ -23,9 +23,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.artifacts.locate import store_sessions
+from sparkjobs.broker.publish import publish_step
 from sparkjobs.errors import BadInput, Unreachable
-from sparkjobs.execution.dispatch import publish_step
-from sparkjobs.execution.plan import StepPlan, plan_job
+from sparkjobs.runs.plan import StepPlan, plan_job
 from sparkjobs.store.direct import transaction
 from sparkjobs.store.engine import engine_of, reading, unreachable
 from sparkjobs.store.keyed import insert_new
@@ -34,9 +34,9 @@ from sparkjobs.store.queries import get_run
 from sparkjobs.store.runs import create_run, run_values, step_values, utc_now
 
 if TYPE_CHECKING:
-    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.broker.app import SparkjobsApp
     from sparkjobs.config import Config
-    from sparkjobs.jobs import Job
+    from sparkjobs.jobs.define import Job
 
 # `wait_for_run` wakes on the run's end announcement; this slow poll only covers a
 # lost announcement or a broker that does not answer.
@@ -273,7 +273,7 @@ def _publish(
         OperationalError,
     )
 
-    from sparkjobs.app import create_app
+    from sparkjobs.broker.app import create_app
     from sparkjobs.config.render import mask_url
 
     app = app or create_app(config)
@@ -333,7 +333,7 @@ def wait_for_run(
 ) -> Run:
     """Wait until the run is terminal, or `timeout_s` passes; the run as it is then.
 
-    It subscribes to the run's end announcement (`sparkjobs.execution.notify`) before
+    It subscribes to the run's end announcement (`sparkjobs.broker.notify`) before
     it first reads SQL, then reads SQL again when the announcement arrives, and every
     `safety_poll_s` in case one is lost or the broker does not answer.
 
@@ -353,7 +353,7 @@ def wait_for_run(
         UnknownRun: no such run.
         Unreachable: the database did not answer.
     """
-    from sparkjobs.execution.notify import FinishWatch
+    from sparkjobs.broker.notify import FinishWatch
 
     if not isinstance(run_id, uuid.UUID):  # a caller's string: get_run says what is wrong
         try:

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from sparkjobs.broker import key, redis_client
+from sparkjobs.broker.client import key, redis_client
 
 if TYPE_CHECKING:
     import redis

@@ -16,8 +16,8 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sparkjobs.crontab import next_cron, parse_cron, zone
-from sparkjobs.jobs import Cron, Every, Job, Schedule
+from sparkjobs.jobs.crontab import next_cron, parse_cron, zone
+from sparkjobs.jobs.define import Cron, Every, Job, Schedule
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ON_TIME = timedelta(seconds=30)
@@ -54,7 +54,7 @@ def next_fire(schedule: Schedule, after: datetime) -> datetime | None:
     """The first slot strictly after `after` (UTC), or None if there is none.
 
     Every: slots are whole multiples of the interval since the Unix epoch, so a
-    restart never shifts them. Cron: see `sparkjobs.crontab`.
+    restart never shifts them. Cron: see `sparkjobs.jobs.crontab`.
     """
     if isinstance(schedule, Every):
         step_us = _micros(schedule.interval)

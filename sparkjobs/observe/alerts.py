@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from sparkjobs.config import Config
-    from sparkjobs.health import ServiceHealth
+    from sparkjobs.dispatch.probe import ServiceHealth
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Watcher:
 
     def check_once(self, probes: list[ServiceHealth] | None = None) -> list[Alert]:
         """One pass: alert new failed runs and newly down services; the alerts sent."""
-        from sparkjobs.health import probe_services
+        from sparkjobs.dispatch.probe import probe_services
 
         sent = []
         with reading(self.sessions) as session:
@@ -155,8 +155,8 @@ class Watcher:
 
     def _claim(self, key: str) -> bool:
         """True unless another watcher already claimed this incident (in Redis)."""
-        from sparkjobs.broker import key as redis_key
-        from sparkjobs.broker import redis_client
+        from sparkjobs.broker.client import key as redis_key
+        from sparkjobs.broker.client import redis_client
 
         try:
             client = redis_client(self.config, timeout_s=2.0)

@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sparkjobs.broker import key, redis_client
+from sparkjobs.broker.client import key, redis_client
 
 if TYPE_CHECKING:
     from types import TracebackType

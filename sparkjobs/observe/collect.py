@@ -17,7 +17,7 @@ from sparkjobs.store.models import Attempt, AttemptStatus, Run, Status, Step
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from sparkjobs.app import SparkjobsApp
+    from sparkjobs.broker.app import SparkjobsApp
     from sparkjobs.config import Config
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def steps_now(config: Config, node: str) -> tuple[dict[tuple[str, str], int], di
 
 def queue_depth(config: Config, node: str) -> int | None:
     """Messages waiting in `node`'s queue, or None when Redis does not answer."""
-    from sparkjobs.broker import queue_keys, redis_client
+    from sparkjobs.broker.client import queue_keys, redis_client
 
     try:
         client = redis_client(config, timeout_s=1.0)
@@ -77,8 +77,8 @@ def queue_depth(config: Config, node: str) -> int | None:
 
 
 def observe_finished(config: Config, run_id: str, index: int) -> None:
-    """Observe step `index` of a run if it has finished (see `sparkjobs.metrics`)."""
-    from sparkjobs.metrics import observe_step
+    """Observe step `index` of a run if it has finished (see `sparkjobs.observe.metrics`)."""
+    from sparkjobs.observe.metrics import observe_step
 
     with _sessions(config.database)() as session:
         step = session.scalar(

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sparkjobs.execution.dispatch import JOIN_TASK, PIECE_TASK, STEP_TASK
+from sparkjobs.broker.publish import JOIN_TASK, PIECE_TASK, STEP_TASK
 from sparkjobs.store.models import PieceStatus, Run, Status, Step, StepPiece
 
 TASKS = frozenset({STEP_TASK, PIECE_TASK, JOIN_TASK})

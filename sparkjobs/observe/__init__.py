@@ -1,0 +1,1 @@
+"""Watching the cluster: Prometheus metrics, failure alerts, Flower."""

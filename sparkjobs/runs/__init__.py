@@ -1,0 +1,1 @@
+"""Runs as people act on them: submitting, ad-hoc work, following, cancelling, rerunning."""
