@@ -33,6 +33,7 @@ lint: install
 	$(BIN)/ruff check sparkjobs workers tests $(wildcard benchmarks)
 	$(BIN)/ruff format --check sparkjobs workers tests $(wildcard benchmarks)
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format sparkjobs workers tests benchmarks

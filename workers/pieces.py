@@ -21,8 +21,9 @@ from sparkjobs.backends.shared import shared_client
 from sparkjobs.broker.app import SparkjobsApp
 from sparkjobs.broker.notify import announce_finished
 from sparkjobs.broker.publish import PIECE_TASK, publish_join
-from sparkjobs.dispatch.admission import admit, call_slot
+from sparkjobs.dispatch.admission import call_slot
 from sparkjobs.errors import BadInput
+from sparkjobs.execution.admit import admit
 from sparkjobs.execution.audio import record_wav, store_wav
 from sparkjobs.execution.failures import settle
 from sparkjobs.execution.piece_state import fail_piece, finish_piece, pieces_ready, start_piece

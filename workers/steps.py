@@ -21,10 +21,7 @@ from sparkjobs.broker.app import SparkjobsApp
 from sparkjobs.broker.notify import announce_finished
 from sparkjobs.broker.publish import STEP_TASK, publish_join, publish_piece, publish_step
 from sparkjobs.config import Config
-from sparkjobs.dispatch.admission import (
-    call_slot,
-    release_current,
-)
+from sparkjobs.dispatch.admission import call_slot, release_current
 from sparkjobs.errors import BadInput, UnknownVoice
 from sparkjobs.execution.audio import read_artifact, record_wav, store_wav_soon
 from sparkjobs.execution.failures import settle

@@ -24,7 +24,7 @@ from sparkjobs.artifacts.locate import (
 from sparkjobs.artifacts.manifest import Manifest, write_manifest
 from sparkjobs.artifacts.register import node_root
 from sparkjobs.errors import ArtifactUnavailable
-from sparkjobs.observe.metrics import record_transfer
+from sparkjobs.observe.counters import record_transfer
 from sparkjobs.store.artifacts import PARTIAL, StoredFile, artifact_path
 from sparkjobs.store.artifacts import record_artifact as record_row
 

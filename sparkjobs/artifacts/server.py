@@ -23,6 +23,7 @@ from aiohttp import web
 
 from sparkjobs.artifacts.manifest import build_manifest, manifest_path, write_manifest
 from sparkjobs.artifacts.register import DEFAULT_MEDIA_TYPE, Upload, node_root, record
+from sparkjobs.config.binds import bind_addresses
 from sparkjobs.config.model import is_loopback
 from sparkjobs.errors import (
     ArtifactUnavailable,
@@ -61,15 +62,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def token_bytes(config: Config) -> bytes | None:
     token = config.artifacts.token
     return None if token is None else token.get_secret_value().encode()
-
-
-def bind_addresses(config: Config, node: str) -> list[str]:
-    """The node's bond address, and its LAN address when it has one (for `put` from a laptop)."""
-    node_config = config.nodes[node]
-    found = [str(node_config.bond_address)]
-    if node_config.lan_address is not None:
-        found.append(str(node_config.lan_address))
-    return found
 
 
 def make_app(

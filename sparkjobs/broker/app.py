@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
     from sparkjobs.broker.notify import Publisher
     from sparkjobs.config import Config
-    from sparkjobs.worker.turn_writes import TurnWrites
 
 Role = Literal["daemon", "client"]
 
@@ -41,7 +40,7 @@ class SparkjobsApp(Celery):
         self.sparkjobs_config = config
         self.role: Role = role
         # In a worker with an event loop, the writes it sends once per loop turn.
-        self.turn_writes: TurnWrites | None = None
+        self.turn_writes: Publisher | None = None
 
     @property
     def announcer(self) -> Publisher:

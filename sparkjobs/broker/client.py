@@ -7,6 +7,7 @@ configured key prefix so that one Redis can serve several clusters or test runs.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     import redis
 
     from sparkjobs.config import Config
+
+log = logging.getLogger(__name__)
 
 
 def redis_py_url(broker_url: str) -> str:
@@ -98,3 +101,19 @@ def check_broker(config: Config, *, timeout_s: float = 2.0) -> None:
         ) from exc
     finally:
         client.close()
+
+
+def refuse_a_wrong_broker_password(config: Config) -> None:
+    """Raise Unreachable (exit 3) at once when the broker refuses the password.
+
+    Retrying cannot fix a wrong password, so a daemon says so and stops instead of
+    logging the refusal forever; a broker that is down is waited for as usual.
+    """
+    import redis as redis_lib
+
+    try:
+        check_broker(config)
+    except Unreachable as exc:
+        if isinstance(exc.__cause__, redis_lib.AuthenticationError):
+            raise
+        log.info("the broker does not answer yet: %s", exc)

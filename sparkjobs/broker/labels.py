@@ -29,11 +29,11 @@ log = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=1024)
 def _describe(database_url: str, run_id: uuid.UUID, index: int) -> tuple[str, int, str]:
-    from sparkjobs.execution.state import sessions_for
+    from sparkjobs.store.engine import shared_sessions
 
     others = aliased(Step)  # not the joined step: count all of the run's steps
     total = select(func.count()).select_from(others).where(others.run_id == run_id)
-    with sessions_for(database_url)() as session:
+    with shared_sessions(database_url)() as session:
         row = session.execute(
             select(Run.job, total.scalar_subquery().label("total"), Step.name)
             .outerjoin(Step, (Step.run_id == Run.id) & (Step.index == index))

@@ -16,8 +16,8 @@ def worker(
     loglevel: LogLevel = "INFO",
 ) -> None:
     """Run NODE's worker: consumes exactly that node's queue with a threads pool."""
+    from sparkjobs.broker.client import refuse_a_wrong_broker_password
     from sparkjobs.config.routing import queue_for_node
-    from sparkjobs.scheduling.daemon import refuse_a_wrong_broker_password
     from sparkjobs.worker.process import run_worker
 
     config = get_config()
@@ -28,7 +28,8 @@ def worker(
 
 def beat(loglevel: LogLevel = "INFO") -> None:
     """Run the scheduler."""
-    from sparkjobs.scheduling.daemon import refuse_a_wrong_broker_password, run_beat
+    from sparkjobs.broker.client import refuse_a_wrong_broker_password
+    from sparkjobs.scheduling.daemon import run_beat
 
     config = get_config()
     refuse_a_wrong_broker_password(config)
@@ -37,7 +38,8 @@ def beat(loglevel: LogLevel = "INFO") -> None:
 
 def flower() -> None:
     """Run Flower, the live task monitor, on the project's Celery app."""
-    from sparkjobs.scheduling.daemon import refuse_a_wrong_broker_password, run_flower
+    from sparkjobs.broker.client import refuse_a_wrong_broker_password
+    from sparkjobs.observe.flower import run_flower
 
     config = get_config()
     refuse_a_wrong_broker_password(config)

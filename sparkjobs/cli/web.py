@@ -7,8 +7,8 @@ import typer
 
 def web() -> None:
     """Serve the run page and the JSON API (loopback unless the config says otherwise)."""
+    from sparkjobs.broker.client import refuse_a_wrong_broker_password
     from sparkjobs.cli.context import get_config
-    from sparkjobs.scheduling.daemon import refuse_a_wrong_broker_password
     from sparkjobs.web import serve
 
     config = get_config()

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import SecretStr
-
-if TYPE_CHECKING:
-    from sparkjobs.config.model import Config
 
 MASK = "***"
 SECRET_QUERY_KEYS = frozenset({"password", "token", "secret", "key", "auth"})
@@ -52,7 +49,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def masked_dump(config: Config) -> dict[str, Any]:
+class Dumpable(Protocol):
+    """What `masked_dump` reads of a config (the config model is one; this module is
+    below it, so that the model can offer `masked()`)."""
+
+    @property
+    def broker(self) -> str: ...
+
+    @property
+    def database(self) -> str: ...
+
+    def model_dump(self, *, mode: str = "python") -> dict[str, Any]: ...
+
+
+def masked_dump(config: Dumpable) -> dict[str, Any]:
     """Every key of the config, resolved defaults included, secrets masked.
 
     URLs that may carry a password (broker, database) keep their shape so that a

@@ -2,8 +2,10 @@
 
 `leases` holds the cluster-wide in-flight limits in Redis, `health` probes servers and
 publishes their state, `backpressure` reads their own load, `gate` combines the three
-into one answer, `admission` is what a task calls, `waits` records why a step waits
-(`wait_reason(step)` for `show` and the run page), `monitor` is the worker's probe thread.
+into one answer, `standing` is what admission reads of a step, `admission` holds a
+task's ticket and lease, `waits` records why a step waits
+(`wait_reason(step)` for `show` and the run page), `monitor` is the worker's probe thread,
+`probe` asks every server directly, and `retry` says when a step is tried again.
 """
 
 from __future__ import annotations

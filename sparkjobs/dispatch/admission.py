@@ -1,12 +1,11 @@
-"""What a task does before and around its call to a model server.
+"""What a task holds around its call to a model server: its ticket and lease.
 
-`admit` runs first in a task: it reads the step's `Standing` (or takes the one the
-step's own first query read), asks the gate, and either returns with a lease held by
-this thread or records why the step waits and hands the message back with a
-countdown (Celery's retry, at the run's priority). A step that makes no one call of
-its own (custom) is admitted without the gate: no read of Redis. `call_slot` wraps the
-call itself and gives the lease back the moment the call ends, so the next waiter
-starts at once; a signal handler releases whatever a task left held.
+`admit_at_once` tries the gate once, with no SQL; `execution.admit` is the whole
+admission (it waits, records why, or fails the step) and builds on the pieces here:
+this thread's `Ticket`, the process's `Gate`, and `wait_then_retry`, which hands the
+message back with a countdown (Celery's retry, at the run's priority). `call_slot`
+wraps the call itself and gives the lease back the moment the call ends, so the next
+waiter starts at once; a signal handler releases whatever a task left held.
 """
 
 from __future__ import annotations
@@ -18,40 +17,24 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from celery import Task
-from celery.exceptions import Ignore
 from celery.signals import task_postrun
-from sqlalchemy import func, select
 
 from sparkjobs.dispatch.gate import Gate, ServerUnavailable
 from sparkjobs.dispatch.leases import Lease
 from sparkjobs.dispatch.retry import CELERY_MAX_RETRIES
-from sparkjobs.dispatch.waits import Wait, WaitKind, clear_wait, kind_of, record_wait
-from sparkjobs.store.models import (
-    Attempt,
-    AttemptStatus,
-    PieceStatus,
-    Run,
-    Status,
-    Step,
-    StepPiece,
-)
+from sparkjobs.dispatch.standing import Standing
+from sparkjobs.dispatch.waits import Wait, record_wait
+from sparkjobs.store.engine import shared_sessions
 from sparkjobs.store.runs import utc_now
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from sparkjobs.broker.app import SparkjobsApp
 
 log = logging.getLogger(__name__)
 
-# Step kinds whose one call the gate admits (custom steps make their own calls). A
-# speak step speaks one piece itself; longer text gives the lease back at once and
-# fans out into pieces that are admitted one by one.
-GATED_KINDS = frozenset({"chat", "clone", "speak"})
 INTERACTIVE_PRIORITY = 0  # Redis priorities: 0 is the highest
 BACKGROUND_PRIORITY = 6
 
@@ -71,6 +54,11 @@ class Ticket:
 _current = threading.local()
 
 
+def set_current(ticket: Ticket | None) -> None:
+    """Make `ticket` the admission of the task this thread runs (None: not admitted)."""
+    _current.ticket = ticket
+
+
 def current_ticket() -> Ticket | None:
     """The admission of the task this thread runs, if it was admitted."""
     return cast(Ticket | None, getattr(_current, "ticket", None))
@@ -88,140 +76,6 @@ def gate_of(app: SparkjobsApp) -> Gate:
 
 def priority(interactive: bool) -> int:
     return INTERACTIVE_PRIORITY if interactive else BACKGROUND_PRIORITY
-
-
-@dataclass(frozen=True)
-class Standing:
-    """What admission reads of a step: its state, kind, wait, priority and failures."""
-
-    step_id: uuid.UUID
-    status: Status
-    kind: str
-    waiting_for: str | None
-    waiting_since: datetime | None
-    interactive: bool
-    failures: int  # failed attempts so far (of this piece, for a piece)
-
-    def gated(self, piece: int | None = None) -> bool:
-        """Whether the gate must admit the task before its attempt (its one call)."""
-        return piece is not None or self.kind in GATED_KINDS
-
-
-def failures_of(step_id: Any, piece: int | None = None) -> Any:
-    """A scalar subquery: the failed attempts of a step (or of one of its pieces)."""
-    attempts = Attempt.__table__.c
-    which = attempts.piece.is_(None) if piece is None else attempts.piece == piece
-    return (
-        select(func.count())
-        .where(attempts.step_id == step_id, attempts.status == AttemptStatus.FAILED, which)
-        .scalar_subquery()
-    )
-
-
-def standing_columns(piece: int | None = None) -> tuple[Any, ...]:
-    """The columns a `Standing` is made of (the steps table joined with runs), to add
-    to a query. Table columns, not ORM attributes: a query made of them skips the
-    ORM's row handling, which every task would pay for."""
-    steps, runs = Step.__table__.c, Run.__table__.c
-    return (steps.id, steps.status, steps.spec, steps.waiting_for, steps.waiting_since,
-            runs.interactive, failures_of(steps.id, piece).label("failures"))  # fmt: skip
-
-
-def standing_of(row: Any) -> Standing:
-    """The `Standing` in a row selected with `standing_columns`."""
-    return Standing(
-        step_id=row.id, status=row.status, kind=str((row.spec or {}).get("kind", "custom")),
-        waiting_for=row.waiting_for, waiting_since=row.waiting_since,
-        interactive=bool(row.interactive), failures=int(row.failures or 0),
-    )  # fmt: skip
-
-
-def read_standing(
-    session: Session, run_id: uuid.UUID, index: int, piece: int | None = None
-) -> Standing | None:
-    """The standing of step `index` of a run, in one query; None: no such step, or
-    (for a piece) the piece is already finished."""
-    columns = standing_columns(piece)
-    if piece is not None:
-        status = select(StepPiece.status).where(
-            StepPiece.step_id == Step.id, StepPiece.index == piece
-        )
-        columns = (*columns, status.scalar_subquery().label("piece_status"))
-    row = session.execute(
-        select(*columns)
-        .join(Run, Run.id == Step.run_id)
-        .where(Step.run_id == run_id, Step.index == index)
-    ).first()
-    if row is None:
-        return None
-    if piece is not None and row.piece_status in (PieceStatus.SUCCEEDED, PieceStatus.FAILED):
-        return None
-    return standing_of(row)
-
-
-def admit(
-    task: Task[Any, Any],
-    run_id: str,
-    index: int,
-    service: str,
-    *,
-    piece: int | None = None,
-    standing: Standing | None = None,
-) -> None:
-    """Let the task call `service` now (a lease is held), or make it wait.
-
-    Args:
-        standing: the step as the caller just read it (`start_step` reads it with
-            the step's start); default: read here.
-
-    Raises:
-        celery.exceptions.Retry: the step waits; its reason is recorded.
-        celery.exceptions.Ignore: the server stayed down past the wait deadline;
-            the step (and run) are failed in SQL with an error naming the server.
-    """
-    from sparkjobs.broker.notify import announce_finished
-    from sparkjobs.execution.piece_state import fail_piece
-    from sparkjobs.execution.state import fail_step, sessions_for
-    from sparkjobs.store.engine import reading
-
-    app = cast("SparkjobsApp", task.app)
-    _current.ticket = None
-    sessions = sessions_for(app.sparkjobs_config.database)
-    run = uuid.UUID(run_id)
-    row = standing
-    if row is None:
-        with reading(sessions) as session:
-            row = read_standing(session, run, index, piece)
-    if row is None or row.status.terminal:
-        return  # the task's own code says what to do with a missing or finished step
-    failures = row.failures
-    gate = gate_of(app)
-    ticket = Ticket(service, row.step_id, row.interactive, failures, gate)
-    _current.ticket = ticket
-    kind = row.kind
-    if not row.gated(piece):
-        return
-    waiter = f"{run_id}:{index}:{'' if piece is None else piece}"
-    health_since = row.waiting_since if kind_of(row.waiting_for) is WaitKind.HEALTH else None
-    try:
-        answer = gate.check(service, waiter=waiter, interactive=ticket.interactive,
-                            health_wait_since=health_since, now=utc_now())  # fmt: skip
-    except ServerUnavailable as exc:
-        error = f"step {index} ({kind} on {service}): {exc}"
-        with sessions.begin() as session:
-            if piece is not None:
-                fail_piece(session, row.step_id, piece, error)
-            fail_step(session, run, row.step_id, error)
-        announce_finished(app.sparkjobs_config, app.announcer, run, "failed")
-        log.error("%s", error)
-        raise Ignore() from exc
-    if isinstance(answer, Lease):
-        ticket.lease = answer
-        if row.waiting_for is not None:
-            with sessions.begin() as session:
-                clear_wait(session, row.step_id)
-        return
-    wait_then_retry(task, ticket, answer)
 
 
 def admit_at_once(
@@ -256,10 +110,8 @@ def admit_at_once(
 
 def wait_then_retry(task: Task[Any, Any], ticket: Ticket, wait: Wait) -> None:
     """Record `wait` on the ticket's step and hand the message back with its countdown."""
-    from sparkjobs.execution.state import sessions_for
-
     app = cast("SparkjobsApp", task.app)
-    with sessions_for(app.sparkjobs_config.database).begin() as session:
+    with shared_sessions(app.sparkjobs_config.database).begin() as session:
         record_wait(session, ticket.step_id, wait)
     raise task.retry(countdown=wait.delay_s, max_retries=CELERY_MAX_RETRIES,
                      priority=priority(ticket.interactive))  # fmt: skip

@@ -36,15 +36,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from sparkjobs.broker.app import SparkjobsApp
-from sparkjobs.dispatch.admission import (
-    GATED_KINDS,
-    Standing,
-    admit,
-    admit_at_once,
-    release_current,
-    standing_of,
-)
+from sparkjobs.dispatch.admission import admit_at_once, release_current
+from sparkjobs.dispatch.standing import GATED_KINDS, Standing, standing_of
 from sparkjobs.errors import UnknownRun
+from sparkjobs.execution.admit import admit
 from sparkjobs.execution.deferred_start import defer
 from sparkjobs.execution.state import Started, context_of, read_step, start_step, step_columns
 from sparkjobs.store.direct import Transaction, transaction

@@ -31,7 +31,7 @@ from sparkjobs.store.models import (
 from sparkjobs.store.runs import finish_run, finish_step, open_attempt, utc_now
 
 if TYPE_CHECKING:
-    from sparkjobs.dispatch.admission import Standing
+    from sparkjobs.dispatch.standing import Standing
     from sparkjobs.execution.deferred_start import DeferredStart
     from sparkjobs.store.direct import Executor
 
@@ -86,7 +86,7 @@ def step_columns() -> tuple[tuple[Any, ...], Any]:
     """What a step task reads of its step: the step joined with its run, the run's
     step count and what admission needs (`sparkjobs.dispatch.admission.standing_columns`),
     as the columns and the join they select from (bound to `p_run_id`, `p_index`)."""
-    from sparkjobs.dispatch.admission import standing_columns
+    from sparkjobs.dispatch.standing import standing_columns
 
     # On the tables, not the ORM entities: a Core query skips the ORM's row handling.
     steps, runs = Step.__table__, Run.__table__
@@ -217,7 +217,7 @@ def read_step(session: Executor, run_id: uuid.UUID, index: int) -> tuple[Started
     Raises:
         UnknownRun: the run or the step is not in the store.
     """
-    from sparkjobs.dispatch.admission import standing_of
+    from sparkjobs.dispatch.standing import standing_of
 
     row = _step_row(session, run_id, index)
     standing = standing_of(row)
@@ -255,7 +255,7 @@ def start_step(
     Raises:
         UnknownRun: the run or the step is not in the store.
     """
-    from sparkjobs.dispatch.admission import standing_of
+    from sparkjobs.dispatch.standing import standing_of
 
     # Row lock on PostgreSQL (SQLite's write lock is already held): two deliveries of
     # one task number their attempts one after the other (as `start_attempt` does).

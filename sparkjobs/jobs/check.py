@@ -153,7 +153,7 @@ def _check_reference(where: str, step: CloneStep) -> list[str]:
 
 
 def _check_function(config: Config, where: str, dotted: str) -> list[str]:
-    from sparkjobs.jobs.files import ensure_importable
+    from sparkjobs.jobs.importing import ensure_importable
 
     module_name, _, attribute = dotted.partition(":")
     if not module_name or not attribute:

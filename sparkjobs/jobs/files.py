@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sparkjobs.jobs import define as jobs_api
 from sparkjobs.jobs.check import check_job
 from sparkjobs.jobs.define import Job, collecting
+from sparkjobs.jobs.importing import ensure_importable
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config
@@ -69,15 +70,6 @@ def fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
             continue
         found.append((str(path), stat.st_mtime_ns, stat.st_size))
     return tuple(found)
-
-
-def ensure_importable(config: Config) -> None:
-    """Put the parent of `schedules_dir` first on sys.path (workers call this too)."""
-    parent = str(config.schedules_dir.resolve().parent)
-    if sys.path[:1] != [parent]:
-        if parent in sys.path:
-            sys.path.remove(parent)
-        sys.path.insert(0, parent)
 
 
 def load_jobs(config: Config) -> Loaded:

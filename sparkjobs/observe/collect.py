@@ -1,4 +1,4 @@
-"""What the metrics gauges read at scrape time, and the worker hook that observes steps.
+"""The metrics gauges, read at scrape time, and the worker hook that observes steps.
 
 Counts come from SQL (the truth about runs and steps) and the queue's length from
 Redis; `install(app)` connects the hook that observes each finished step once.
@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from sparkjobs.store.models import Attempt, AttemptStatus, Run, Status, Step
@@ -19,6 +23,7 @@ if TYPE_CHECKING:
 
     from sparkjobs.broker.app import SparkjobsApp
     from sparkjobs.config import Config
+    from sparkjobs.dispatch.probe import ServiceHealth
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +83,7 @@ def queue_depth(config: Config, node: str) -> int | None:
 
 def observe_finished(config: Config, run_id: str, index: int) -> None:
     """Observe step `index` of a run if it has finished (see `sparkjobs.observe.metrics`)."""
-    from sparkjobs.observe.metrics import observe_step
+    from sparkjobs.observe.counters import observe_step
 
     with _sessions(config.database)() as session:
         step = session.scalar(
@@ -103,3 +108,53 @@ def install(app: SparkjobsApp) -> None:
             log.warning("metrics: could not observe step: %s", exc)
 
     task_postrun.connect(after_task, weak=False)
+
+
+@dataclass(eq=False)  # registries keep collectors in a dict
+class StateCollector(Collector):
+    """Gauges read at scrape time from SQL, Redis and the last health probes."""
+
+    config: Config
+    node: str
+    health: dict[str, ServiceHealth] = field(default_factory=dict)
+
+    def collect(self) -> Iterator[Metric]:
+        services = self.config.node_services(self.node)
+        runs = GaugeMetricFamily("sparkjobs_runs", "Runs in the store by status", labels=["status"])
+        steps = GaugeMetricFamily(
+            "sparkjobs_steps", "Steps of this node by service and status",
+            labels=["node", "service", "status"],
+        )  # fmt: skip
+        flight = GaugeMetricFamily(
+            "sparkjobs_in_flight", "Calls running now on a service", labels=["node", "service"]
+        )
+        limit = GaugeMetricFamily(
+            "sparkjobs_in_flight_limit", "The service's max_in_flight", labels=["node", "service"]
+        )
+        depth = GaugeMetricFamily(
+            "sparkjobs_queue_depth", "Messages waiting in the node's queue", labels=["node"]
+        )
+        up = GaugeMetricFamily(
+            "sparkjobs_service_up",
+            "1 when the service's health check passed",
+            labels=["node", "service"],
+        )
+        try:
+            for status, count in runs_by_status(self.config).items():
+                runs.add_metric([status], count)
+            counts, running = steps_now(self.config, self.node)
+            for (name, status), count in counts.items():
+                steps.add_metric([self.node, name, status], count)
+            for name, spec in services.items():
+                flight.add_metric([self.node, name], running.get(name, 0))
+                limit.add_metric([self.node, name], spec.in_flight_limit)
+        except Exception as exc:  # a scrape reports what it can
+            log.warning("metrics: the store did not answer: %s", exc)
+        found = queue_depth(self.config, self.node)
+        if found is not None:
+            depth.add_metric([self.node], found)
+        for name in services:
+            probe = self.health.get(name)
+            if probe is not None:
+                up.add_metric([self.node, name], 1.0 if probe.ok else 0.0)
+        yield from (runs, steps, flight, limit, depth, up)

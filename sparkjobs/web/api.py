@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from sparkjobs.jobs.define import Job
-    from sparkjobs.web.app import WebState
+    from sparkjobs.web.state import WebState
 
 MAX_LIST = 1000
 # A long text to speak is a few hundred KiB; anything far beyond is refused unread.

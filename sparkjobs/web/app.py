@@ -8,10 +8,7 @@ templates shipped with the package, and the auth rule of `sparkjobs.web.auth`;
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +21,7 @@ from starlette.templating import Jinja2Templates
 
 from sparkjobs.config import is_loopback
 from sparkjobs.web.auth import MAX_HEADER_BYTES, AuthMiddleware, Credentials
+from sparkjobs.web.state import HealthCache, Prober, WebState, default_prober
 from sparkjobs.web.views import Links
 
 if TYPE_CHECKING:
@@ -31,47 +29,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from sparkjobs.config import Config
-    from sparkjobs.dispatch.probe import ServiceHealth
 
 HERE = Path(__file__).parent
-HEALTH_TTL_S = 10.0
-
-Prober = Callable[["Config"], "list[ServiceHealth]"]
-
-
-def _default_prober(config: Config) -> list[ServiceHealth]:
-    from sparkjobs.dispatch.probe import probe_services
-
-    return probe_services(config)
-
-
-@dataclass
-class HealthCache:
-    """The last probe of every service, refreshed at most every HEALTH_TTL_S."""
-
-    config: Config
-    prober: Prober
-    _last: list[ServiceHealth] = field(default_factory=list)
-    _at: float = float("-inf")
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def get(self) -> list[ServiceHealth]:
-        with self._lock:
-            if time.monotonic() - self._at > HEALTH_TTL_S:
-                self._last = self.prober(self.config)
-                self._at = time.monotonic()
-            return self._last
-
-
-@dataclass
-class WebState:
-    """What every handler reads: the config, the store and the helpers built from them."""
-
-    config: Config
-    sessions: sessionmaker[Session]
-    templates: Jinja2Templates
-    links: Links
-    health: HealthCache
 
 
 def flower_url(config: Config) -> str:
@@ -119,7 +78,7 @@ def create_app(
     templates.env.filters["seconds"] = pages.seconds
     state = WebState(
         config, sessions, templates, Links(flower_url(config)),
-        HealthCache(config, prober or _default_prober),
+        HealthCache(config, prober or default_prober),
     )  # fmt: skip
 
     @contextlib.asynccontextmanager

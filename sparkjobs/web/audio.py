@@ -23,7 +23,7 @@ from sparkjobs.errors import BadInput, SparkjobsError
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from sparkjobs.web.app import WebState
+    from sparkjobs.web.state import WebState
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from sparkjobs.web.views import job_view, run_detail, run_summary
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from sparkjobs.web.app import WebState
+    from sparkjobs.web.state import WebState
 
 PAGE_SIZE = 100
 

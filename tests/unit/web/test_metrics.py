@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 
 from sparkjobs.broker.labels import task_label
-from sparkjobs.observe.metrics import observe_step, serve
+from sparkjobs.observe.counters import observe_step
+from sparkjobs.observe.metrics import serve
 from sparkjobs.store.queries import get_run
 from tests.fixtures_services import free_ports
 
