@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_cluster import bench_cluster
+from _harness import embedded_cluster
 
 if TYPE_CHECKING:
     from sparkjobs.broker.app import SparkjobsApp
@@ -170,7 +170,7 @@ def main() -> None:
     from sparkjobs.config import load_config
     from sparkjobs.sim import SimHost
 
-    with tempfile.TemporaryDirectory(prefix="sjb-") as tmp, bench_cluster(Path(tmp)) as cluster:
+    with tempfile.TemporaryDirectory(prefix="sjb-") as tmp, embedded_cluster(Path(tmp)) as cluster:
         config = load_config(cluster.config_path)
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, daemon=True).start()

@@ -23,7 +23,7 @@ from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_cluster import bench_cluster
+from _harness import embedded_cluster
 
 TEXT = "Good morning. Here is the weather for today, and the news."
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     bindir = Path(sys.executable).parent
-    with tempfile.TemporaryDirectory(prefix="sjb-") as tmp, bench_cluster(Path(tmp)) as cluster:
+    with tempfile.TemporaryDirectory(prefix="sjb-") as tmp, embedded_cluster(Path(tmp)) as cluster:
         submit = [
             sys.executable,
             "-m",

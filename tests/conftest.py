@@ -14,10 +14,10 @@ import os
 import pytest
 
 pytest_plugins = [
-    "tests.fixtures_services",
-    "tests.fixtures_db",
-    "tests.fixtures_sim",
-    "tests.fixtures_cluster",
+    "tests.support.services",
+    "tests.support.db",
+    "tests.support.sim",
+    "tests.support.cluster",
 ]
 
 LEGS = [leg for leg in os.environ.get("SPARKJOBS_TEST_LEGS", "embedded,services").split(",") if leg]

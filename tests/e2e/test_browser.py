@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_cluster import Cluster
 from tests.integration.web.conftest import cluster_sims, serving, workers
+from tests.support.cluster import Cluster
 
 __all__ = ["cluster_sims", "serving", "workers"]
 

@@ -56,12 +56,11 @@ from sparkjobs.store.models import (
     StepArtifact,
     StepPiece,
 )
-from tests.fixtures_cluster import Cluster
-from tests.fixtures_services import Broker
-from tests.fixtures_sim import RunningSims
 from tests.integration.jobs.conftest import cluster_sims
 from tests.integration.reliability.conftest import OwnRedis, own_broker, own_redis
-from tests.integration.test_worker_ping import wait_for_workers
+from tests.support.cluster import Cluster, wait_for_workers
+from tests.support.services import Broker
+from tests.support.sim import RunningSims
 
 __all__ = ["cluster_sims", "own_broker", "own_redis"]
 

@@ -31,10 +31,9 @@ from sparkjobs.runs.submit import submit_job
 from sparkjobs.sim import SimHost
 from sparkjobs.store.engine import dispose_shared, make_engine, session_factory
 from sparkjobs.store.models import Attempt, AttemptStatus, Run, Status, Step
-from tests.fixtures_cluster import Cluster, clean_env, cluster_toml
-from tests.fixtures_services import free_port, require
-from tests.fixtures_sim import TEST_TIME_SCALE, RunningSims
-from tests.integration.test_worker_ping import wait_for_workers
+from tests.support.cluster import Cluster, clean_env, cluster_toml, wait_for_workers
+from tests.support.services import free_port, require
+from tests.support.sim import TEST_TIME_SCALE, RunningSims
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.e2e]
 

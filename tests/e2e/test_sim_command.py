@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures_services import free_port
+from tests.support.services import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from sparkjobs.up.run import READY_LINE
-from tests.fixtures_cluster import clean_env, cluster_toml
-from tests.fixtures_services import Broker
+from tests.support.cluster import clean_env, cluster_toml
 from tests.support.procs import alive, descendants
+from tests.support.services import Broker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

@@ -23,8 +23,8 @@ from sparkjobs.broker.client import queue_keys
 from sparkjobs.broker.publish import STEP_TASK
 from sparkjobs.broker.transport import Channel, Transport, has_multi_pop, install
 from sparkjobs.up.redis_server import bundled_redis_server
-from tests.fixtures_cluster import Cluster
-from tests.fixtures_services import Broker, running_redis
+from tests.support.cluster import Cluster
+from tests.support.services import Broker, running_redis
 
 pytestmark = pytest.mark.redis
 

@@ -13,8 +13,7 @@ import pytest
 from sparkjobs.broker.app import SparkjobsApp, create_app
 from sparkjobs.broker.events import ENABLE_INTERVAL_S, ask_for_task_events, watched_key
 from sparkjobs.broker.ping import ping_node
-from tests.fixtures_cluster import Cluster
-from tests.integration.test_worker_ping import wait_for_workers
+from tests.support.cluster import Cluster, wait_for_workers
 
 pytestmark = pytest.mark.redis
 

@@ -14,27 +14,10 @@ from sparkjobs.broker.app import create_app
 from sparkjobs.broker.client import key
 from sparkjobs.broker.ping import ping_node, send_ping
 from sparkjobs.errors import UnknownNode
-from tests.fixtures_cluster import Cluster
-from tests.fixtures_services import Broker
+from tests.support.cluster import Cluster, wait_for_workers
+from tests.support.services import Broker
 
 pytestmark = pytest.mark.redis
-
-
-def wait_for_workers(cluster: Cluster, nodes: list[str], timeout_s: float = 60) -> None:
-    app = create_app(cluster.config)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        replies = app.control.ping(timeout=1.0)
-        online = {name.split("@")[0] for reply in replies for name in reply}
-        if set(nodes) <= online:
-            return
-        for process in cluster.processes:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"a worker exited during start-up (exit {process.returncode}); "
-                    f"its output ends:\n{cluster.output(process)}"
-                )
-    pytest.fail(f"workers {nodes} did not come online in {timeout_s} s")
 
 
 def test_each_node_answers_ping_from_its_own_queue(cluster: Cluster) -> None:
@@ -105,8 +88,8 @@ def test_worker_for_an_unknown_node_exits_2(cluster: Cluster) -> None:
 
 
 def test_cli_exits_3_naming_an_unreachable_broker(tmp_path: object) -> None:
-    from tests.fixtures_cluster import clean_env, cluster_toml
-    from tests.fixtures_services import free_port
+    from tests.support.cluster import clean_env, cluster_toml
+    from tests.support.services import free_port
 
     port = free_port()  # nothing listens there
     path = tmp_path / "c.toml"  # type: ignore[operator]

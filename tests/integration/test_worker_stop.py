@@ -16,8 +16,7 @@ from sparkjobs.broker.app import create_app
 from sparkjobs.broker.client import queue_keys
 from sparkjobs.broker.ping import await_pong, ping_node, send_ping
 from sparkjobs.worker.reconciler import UNACKED
-from tests.fixtures_cluster import Cluster
-from tests.integration.test_worker_ping import wait_for_workers
+from tests.support.cluster import Cluster, wait_for_workers
 
 pytestmark = pytest.mark.redis
 

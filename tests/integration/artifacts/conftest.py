@@ -14,7 +14,7 @@ from sparkjobs.artifacts.server import ServerThread
 from sparkjobs.config import Config
 from sparkjobs.store.engine import make_engine, session_factory
 from sparkjobs.store.schema import upgrade
-from tests.fixtures_services import free_ports
+from tests.support.services import free_ports
 
 TOKEN = "test-token-of-the-artifact-servers"
 NODES = ("spark1", "spark2", "spark3")

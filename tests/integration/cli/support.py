@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.store.models import Run
-from tests.fixtures_cluster import Cluster
-from tests.fixtures_services import Broker
+from tests.support.cluster import Cluster
+from tests.support.services import Broker
 
 HANG_GUARD_S = 120.0
 

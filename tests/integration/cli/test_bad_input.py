@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from sparkjobs.cli.main import app
 from sparkjobs.errors import SparkjobsError
-from tests.fixtures_cluster import Cluster, cluster_toml
-from tests.fixtures_services import Broker, free_port
 from tests.integration.cli.support import broker_keys, queue_lengths, run_count, with_jobs
+from tests.support.cluster import Cluster, cluster_toml
+from tests.support.services import Broker, free_port
 
 pytestmark = pytest.mark.redis
 

@@ -11,10 +11,10 @@ import pytest
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.store.models import AttemptStatus, PieceStatus, StepPiece
 from sparkjobs.store.queries import get_run
-from tests.fixtures_cluster import Cluster
-from tests.fixtures_sim import RunningSims
 from tests.integration.cli.support import ok, poll
 from tests.integration.jobs.test_runs import SENTENCES
+from tests.support.cluster import Cluster
+from tests.support.sim import RunningSims
 
 pytestmark = pytest.mark.redis
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_cluster import Cluster
 from tests.integration.cli.support import ok, run_count, with_jobs
+from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.redis
 

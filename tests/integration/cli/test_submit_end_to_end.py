@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from sparkjobs.backends.audio import encode_wav
-from tests.fixtures_cluster import Cluster
 from tests.integration.cli.support import ok, shown, with_jobs
 from tests.integration.jobs.test_runs import SENTENCES
+from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.redis
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.store.models import Run
 from sparkjobs.store.queries import get_run
-from tests.fixtures_cluster import Cluster
+from tests.support.cluster import Cluster
 
 HANG_GUARD_S = 120.0
 

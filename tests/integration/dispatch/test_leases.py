@@ -13,7 +13,7 @@ import pytest
 from sparkjobs.broker.client import key
 from sparkjobs.config.model import Config
 from sparkjobs.dispatch.leases import Attempt, Lease, Leases
-from tests.fixtures_services import Broker
+from tests.support.services import Broker
 
 pytestmark = pytest.mark.redis
 HANG_GUARD_S = 30.0

@@ -16,11 +16,10 @@ from sparkjobs.jobs.define import chat, job, speak
 from sparkjobs.runs.submit import submit_job, wait_for_run
 from sparkjobs.sim import SimHost
 from sparkjobs.store.models import AttemptStatus, Status
-from tests.fixtures_cluster import Cluster
-from tests.fixtures_services import Broker, free_port
-from tests.fixtures_sim import TEST_TIME_SCALE, RunningSims
 from tests.integration.dispatch.conftest import HANG_GUARD_S, load_run, poll, tune
-from tests.integration.test_worker_ping import wait_for_workers
+from tests.support.cluster import Cluster, wait_for_workers
+from tests.support.services import Broker, free_port
+from tests.support.sim import TEST_TIME_SCALE, RunningSims
 
 pytestmark = pytest.mark.redis
 

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_cluster import Cluster, clean_env, cluster_toml
-from tests.fixtures_services import free_port
-from tests.fixtures_sim import RunningSims
 from tests.integration.jobs.conftest import cluster_sims, workers
-from tests.integration.test_worker_ping import wait_for_workers
+from tests.support.cluster import Cluster, clean_env, cluster_toml, wait_for_workers
+from tests.support.services import free_port
+from tests.support.sim import RunningSims
 
 __all__ = ["cluster_sims", "workers"]
 

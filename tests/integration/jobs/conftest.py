@@ -7,9 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from sparkjobs.sim import SimHost
-from tests.fixtures_cluster import Cluster
-from tests.fixtures_sim import TEST_TIME_SCALE, RunningSims
-from tests.integration.test_worker_ping import wait_for_workers
+from tests.support.cluster import Cluster, wait_for_workers
+from tests.support.sim import TEST_TIME_SCALE, RunningSims
 
 
 @pytest.fixture

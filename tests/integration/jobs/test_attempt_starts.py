@@ -19,8 +19,8 @@ from sparkjobs.jobs.define import custom, job
 from sparkjobs.runs.submit import submit_job
 from sparkjobs.store.engine import shared_sessions
 from sparkjobs.store.models import Attempt, AttemptStatus, Status, Step
-from tests.fixtures_cluster import Cluster
 from tests.integration.jobs.test_runs import HANG_GUARD_S, finished
+from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.redis
 

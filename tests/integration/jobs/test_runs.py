@@ -28,8 +28,8 @@ from sparkjobs.store.models import (
     Status,
     Step,
 )
-from tests.fixtures_cluster import Cluster
-from tests.fixtures_sim import RunningSims
+from tests.support.cluster import Cluster
+from tests.support.sim import RunningSims
 
 pytestmark = pytest.mark.redis
 

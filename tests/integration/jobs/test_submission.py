@@ -13,8 +13,8 @@ from sparkjobs.jobs.define import chat, job, speak
 from sparkjobs.runs.submit import active_run_exists, submit_job, wait_for_run
 from sparkjobs.store.models import Status
 from sparkjobs.store.queries import get_run
-from tests.fixtures_cluster import Cluster, clean_env, cluster_toml
-from tests.fixtures_services import Broker, free_port
+from tests.support.cluster import Cluster, clean_env, cluster_toml
+from tests.support.services import Broker, free_port
 
 pytestmark = pytest.mark.redis
 

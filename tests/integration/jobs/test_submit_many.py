@@ -17,8 +17,8 @@ from sparkjobs.jobs.define import chat, job
 from sparkjobs.runs.submit import PUBLISH_BATCH, submit_many
 from sparkjobs.store.models import Run, Status
 from sparkjobs.worker.units import decode_message
-from tests.fixtures_cluster import Cluster, cluster_toml
-from tests.fixtures_services import Broker, free_port
+from tests.support.cluster import Cluster, cluster_toml
+from tests.support.services import Broker, free_port
 
 pytestmark = pytest.mark.redis
 

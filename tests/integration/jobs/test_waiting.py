@@ -15,10 +15,10 @@ from sparkjobs.runs.control import cancel_run
 from sparkjobs.runs.submit import submit_job, wait_for_run
 from sparkjobs.store.engine import make_engine
 from sparkjobs.store.models import Run, Status
-from tests.fixtures_cluster import Cluster
-from tests.fixtures_services import free_port
-from tests.fixtures_sim import RunningSims
 from tests.integration.cli.support import ok
+from tests.support.cluster import Cluster
+from tests.support.services import free_port
+from tests.support.sim import RunningSims
 
 pytestmark = pytest.mark.redis
 

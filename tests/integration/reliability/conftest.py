@@ -15,9 +15,9 @@ import pytest
 import redis
 
 from sparkjobs.up.redis_server import find_redis_server, redis_server_argv
-from tests.fixtures_cluster import Cluster
-from tests.fixtures_services import Broker
 from tests.integration.jobs.conftest import cluster_sims, workers
+from tests.support.cluster import Cluster
+from tests.support.services import Broker
 
 __all__ = ["OwnRedis", "cluster_sims", "fast_reconciler", "own_broker", "own_redis", "workers"]
 

@@ -8,12 +8,11 @@ from kombu.exceptions import OperationalError
 
 from sparkjobs.runs.submit import submit_job, wait_for_run
 from sparkjobs.store.models import Status
-from tests.fixtures_cluster import Cluster
-from tests.fixtures_services import Broker
-from tests.fixtures_sim import RunningSims
 from tests.integration.reliability.conftest import OwnRedis
 from tests.integration.reliability.test_reconciler import GREETING, HANG_GUARD_S, running_attempt
-from tests.integration.test_worker_ping import wait_for_workers
+from tests.support.cluster import Cluster, wait_for_workers
+from tests.support.services import Broker
+from tests.support.sim import RunningSims
 
 pytestmark = pytest.mark.redis
 

@@ -22,10 +22,9 @@ from sparkjobs.store.models import Attempt, AttemptStatus, Result, Status, Step
 from sparkjobs.worker import reconciler as reconciler_module
 from sparkjobs.worker.reconciler import PASS_SPACING, Reconciler, next_pass_due
 from sparkjobs.worker.units import Unit, decode_message
-from tests.fixtures_cluster import Cluster
-from tests.fixtures_services import Broker
-from tests.fixtures_sim import RunningSims
-from tests.integration.test_worker_ping import wait_for_workers
+from tests.support.cluster import Cluster, wait_for_workers
+from tests.support.services import Broker
+from tests.support.sim import RunningSims
 
 pytestmark = pytest.mark.redis
 

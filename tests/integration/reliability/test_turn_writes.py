@@ -19,8 +19,8 @@ from sparkjobs.jobs.define import chat, job
 from sparkjobs.runs.submit import submit_job, wait_for_run
 from sparkjobs.store.models import Status
 from sparkjobs.worker.turn_writes import TurnWrites
-from tests.fixtures_cluster import Cluster
-from tests.fixtures_services import Broker
+from tests.support.cluster import Cluster
+from tests.support.services import Broker
 
 pytestmark = pytest.mark.redis
 

@@ -29,8 +29,8 @@ from sparkjobs.broker.client import key, queue_keys
 from sparkjobs.broker.leader import LeaderLock
 from sparkjobs.store.models import Status, Trigger
 from sparkjobs.up.redis_server import find_redis_server, redis_server_argv
-from tests.fixtures_cluster import Cluster, clean_env, cluster_toml
 from tests.integration.scheduling.test_two_beats import HANG_GUARD_S, slots_of, wait_for_slots
+from tests.support.cluster import Cluster, clean_env, cluster_toml
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 

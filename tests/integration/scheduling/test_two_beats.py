@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from sparkjobs.store.engine import make_engine, session_factory
 from sparkjobs.store.models import JobRecord, Run, Status, Trigger
-from tests.fixtures_cluster import Cluster
+from tests.support.cluster import Cluster
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 

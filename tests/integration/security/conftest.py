@@ -24,8 +24,8 @@ import tomli_w
 from sqlalchemy import make_url
 
 from sparkjobs.up.redis_server import find_redis_server, redis_server_argv
-from tests.fixtures_cluster import Cluster, clean_env, cluster_toml
-from tests.fixtures_services import free_port, free_ports
+from tests.support.cluster import Cluster, clean_env, cluster_toml
+from tests.support.services import free_port, free_ports
 from tests.support.tables import merge
 
 REDIS_PASSWORD = "redis-pw-7Qm2xV9c"

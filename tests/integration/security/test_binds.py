@@ -10,7 +10,7 @@ import tomllib
 import pytest
 import tomli_w
 
-from tests.fixtures_cluster import Cluster
+from tests.support.cluster import Cluster
 from tests.support.tables import merge
 
 pytestmark = pytest.mark.redis

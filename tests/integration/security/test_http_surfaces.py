@@ -21,8 +21,8 @@ from sparkjobs.artifacts.register import node_root, register_file
 from sparkjobs.store.artifacts import PARTIAL, artifact_path
 from sparkjobs.store.engine import make_engine, session_factory
 from sparkjobs.web.api import MAX_BODY_BYTES
-from tests.fixtures_cluster import Cluster
 from tests.integration.security.conftest import ARTIFACT_TOKEN, WEB_TOKEN, wait_for
+from tests.support.cluster import Cluster
 from tests.support.tables import merge
 
 pytestmark = pytest.mark.redis

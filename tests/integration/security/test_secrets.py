@@ -18,8 +18,8 @@ import pytest
 
 from sparkjobs.broker.client import key, queue_keys
 from sparkjobs.sim import SimHost
-from tests.fixtures_sim import TEST_TIME_SCALE, RunningSims
 from tests.integration.security.conftest import SECRETS, Secured, wait_for
+from tests.support.sim import TEST_TIME_SCALE, RunningSims
 
 pytestmark = pytest.mark.redis
 

@@ -17,9 +17,8 @@ from kombu import Exchange
 from sparkjobs.broker.app import create_app
 from sparkjobs.broker.client import key, queue_keys
 from sparkjobs.broker.ping import ping_node
-from tests.fixtures_cluster import Cluster
-from tests.fixtures_services import Broker
-from tests.integration.test_worker_ping import wait_for_workers
+from tests.support.cluster import Cluster, wait_for_workers
+from tests.support.services import Broker
 
 pytestmark = pytest.mark.redis
 

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.store.engine import make_engine, session_factory
 from sparkjobs.store.schema import upgrade
-from tests.fixtures_db import POSTGRES_URL, postgres_schema
-from tests.fixtures_services import require
+from tests.support.db import POSTGRES_URL, postgres_schema
+from tests.support.services import require
 
 
 def _migrated(url: str) -> Iterator[Engine]:

@@ -18,7 +18,7 @@ from sparkjobs.store.engine import make_engine, session_factory
 from sparkjobs.store.models import RunKind, Status, Trigger
 from sparkjobs.store.runs import create_run, utc_now
 from sparkjobs.store.schema import head_revision
-from tests.fixtures_cluster import clean_env
+from tests.support.cluster import clean_env
 
 
 @pytest.fixture

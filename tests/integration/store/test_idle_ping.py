@@ -14,8 +14,8 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 
 from sparkjobs.store import engine as store_engine
-from tests.fixtures_db import POSTGRES_URL, postgres_schema
-from tests.fixtures_services import require
+from tests.support.db import POSTGRES_URL, postgres_schema
+from tests.support.services import require
 
 
 @pytest.fixture

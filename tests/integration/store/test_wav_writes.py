@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sparkjobs.config import Config
 from sparkjobs.execution.audio import record_wav, store_wav, store_wav_soon
 from sparkjobs.store.models import Artifact, ArtifactLocation
-from tests.fixtures_sim import sim_config
 from tests.support.audio import silent_wav
+from tests.support.sim import sim_config
 
 
 def _config(data_dir: Path) -> Config:

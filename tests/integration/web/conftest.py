@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures_cluster import Cluster
 from tests.integration.jobs.conftest import cluster_sims, workers
+from tests.support.cluster import Cluster
 
 __all__ = ["cluster_sims", "serving", "workers"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures_cluster import Cluster
 from tests.integration.web.conftest import wait_for_http
+from tests.support.cluster import Cluster
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures_cluster import Cluster
+from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.redis
 

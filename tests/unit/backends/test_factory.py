@@ -12,7 +12,7 @@ from sparkjobs.backends import (
     client_for,
 )
 from sparkjobs.errors import BadInput
-from tests.fixtures_sim import sim_config
+from tests.support.sim import sim_config
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 
 from sparkjobs.backends import Delta, OllamaClient
 from sparkjobs.errors import RetryableError, UnknownModel
-from tests.fixtures_sim import RunningSims, StartSims
+from tests.support.sim import RunningSims, StartSims
 
 HELLO = [{"role": "user", "content": "Summarize the night's logs."}]
 

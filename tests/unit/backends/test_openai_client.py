@@ -9,7 +9,7 @@ import pytest
 from sparkjobs.backends import Delta, OpenAIClient
 from sparkjobs.config.model import TimeoutsConfig
 from sparkjobs.errors import PermanentError, RetryableError, UnknownModel
-from tests.fixtures_sim import RunningSims, StartSims, sim_config
+from tests.support.sim import RunningSims, StartSims, sim_config
 
 HELLO = [{"role": "user", "content": "Write the morning briefing."}]
 

@@ -11,7 +11,7 @@ from pydantic import HttpUrl
 from sparkjobs.backends import OrpheusClient
 from sparkjobs.backends.audio import encode_wav
 from sparkjobs.errors import BadAudio, RetryableError, UnknownVoice
-from tests.fixtures_sim import RunningSims, StartSims, sim_config
+from tests.support.sim import RunningSims, StartSims, sim_config
 
 TEXT = "Good morning! <laugh> The sun is out and the queue is empty."
 

@@ -11,7 +11,7 @@ import pytest
 from sparkjobs.backends import QwenCloneClient, Reference
 from sparkjobs.backends.audio import encode_wav
 from sparkjobs.errors import BadAudio, BadInput, PermanentError, UnknownVoice
-from tests.fixtures_sim import RunningSims, StartSims, sim_config
+from tests.support.sim import RunningSims, StartSims, sim_config
 
 TEXT = "This is my voice, reading the evening summary."
 REF_WAV = encode_wav(bytes(24000 * 2 * 3))

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from sparkjobs.backends.shared import close_shared, shared_client
-from tests.fixtures_sim import sim_config
+from tests.support.sim import sim_config
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,8 @@ from sparkjobs.cli.main import app
 from sparkjobs.config import load_config
 from sparkjobs.errors import BadInput, SparkjobsError
 from sparkjobs.runs.adhoc import chat_job, clone_job, literal, service_for_model, speak_job
-from tests.fixtures_cluster import cluster_toml
-from tests.fixtures_services import free_port
+from tests.support.cluster import cluster_toml
+from tests.support.services import free_port
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from tests.fixtures_cluster import cluster_toml
+from tests.support.cluster import cluster_toml
 
 # Hypothesis keeps caches even without an example database: outside the repository.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "sparkjobs-hypothesis")

@@ -21,7 +21,7 @@ from sparkjobs.artifacts.server import ServerThread
 from sparkjobs.config import Config
 from sparkjobs.store.engine import open_store
 from sparkjobs.store.schema import upgrade
-from tests.fixtures_services import free_port
+from tests.support.services import free_port
 from tests.unit.fuzz.support import FUZZ
 
 TOKEN = "fuzz-token-of-the-artifact-server"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sparkjobs.config import load_config
 from sparkjobs.jobs.files import load_jobs
-from tests.fixtures_cluster import cluster_toml
+from tests.support.cluster import cluster_toml
 
 DOCS = Path(__file__).parents[3] / "docs" / "jobs.md"
 REPO_SCHEDULES = Path(__file__).parents[3] / "schedules"

@@ -8,7 +8,7 @@ import pytest
 
 from sparkjobs.config import Config, load_config
 from sparkjobs.jobs.files import load_jobs
-from tests.fixtures_cluster import cluster_toml
+from tests.support.cluster import cluster_toml
 
 GOOD = """\
 from sparkjobs import chat, cron, job, speak

@@ -10,8 +10,8 @@ import pytest
 
 from sparkjobs.up.component import Stage
 from sparkjobs.up.simulators import components, health_probe
-from tests.fixtures_services import free_port
-from tests.fixtures_sim import StartSims, sim_config
+from tests.support.services import free_port
+from tests.support.sim import StartSims, sim_config
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from sparkjobs.errors import RetryableError, UnknownService
 from sparkjobs.sim import SimHost
-from tests.fixtures_sim import RunningSims, StartSims, sim_config
+from tests.support.sim import RunningSims, StartSims, sim_config
 
 HELLO = [{"role": "user", "content": "Hi"}]
 

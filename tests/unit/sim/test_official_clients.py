@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from sparkjobs.backends.audio import parse_wav
-from tests.fixtures_sim import RunningSims
+from tests.support.sim import RunningSims
 
 HELLO = [{"role": "user", "content": "Good morning"}]
 

@@ -7,7 +7,7 @@ import json
 import httpx
 
 from sparkjobs.backends.audio import parse_wav
-from tests.fixtures_sim import RunningSims, StartSims
+from tests.support.sim import RunningSims, StartSims
 
 SPEECH = {"model": "orpheus", "input": "Hello there, how are you?", "voice": "tara",
           "response_format": "wav"}  # fmt: skip

@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from tests.fixtures_sim import RunningSims, StartSims
+from tests.support.sim import RunningSims, StartSims
 
 CHAT = {"model": "gemma-4-26b-a4b", "messages": [{"role": "user", "content": "Hi"}],
         "max_tokens": 3, "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip

@@ -25,7 +25,7 @@ from sparkjobs.store.models import RunKind, Status, Trigger
 from sparkjobs.store.runs import add_step, create_run, finish_run, finish_step, record_result
 from sparkjobs.store.schema import upgrade
 from sparkjobs.web.app import create_app
-from tests.fixtures_cluster import cluster_toml
+from tests.support.cluster import cluster_toml
 from tests.support.tables import merge
 
 T0 = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ from sparkjobs.broker.labels import task_label
 from sparkjobs.observe.counters import observe_step
 from sparkjobs.observe.metrics import serve
 from sparkjobs.store.queries import get_run
-from tests.fixtures_services import free_ports
+from tests.support.services import free_ports
 
 
 def test_a_worker_serves_its_nodes_metrics_without_secrets(make_client: Callable[..., Any]) -> None:

@@ -13,14 +13,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from sparkjobs.broker.app import create_app
 from sparkjobs.config import Config, load_config
-from tests.fixtures_services import Broker, free_ports
+from tests.support.services import Broker, free_ports
 
 
 def cluster_toml(**top: str) -> str:
@@ -166,3 +168,21 @@ def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without any SPARKJOBS_ setting, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKJOBS_")}
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def wait_for_workers(cluster: Cluster, nodes: list[str], timeout_s: float = 60) -> None:
+    """Wait until the workers of `nodes` answer a ping; fail with the output of one that exited."""
+    app = create_app(cluster.config)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        replies = app.control.ping(timeout=1.0)
+        online = {name.split("@")[0] for reply in replies for name in reply}
+        if set(nodes) <= online:
+            return
+        for process in cluster.processes:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"a worker exited during start-up (exit {process.returncode}); "
+                    f"its output ends:\n{cluster.output(process)}"
+                )
+    pytest.fail(f"workers {nodes} did not come online in {timeout_s} s")
