@@ -24,7 +24,7 @@ from aiohttp import web
 from sparkjobs.artifacts.manifest import build_manifest, manifest_path, write_manifest
 from sparkjobs.artifacts.register import DEFAULT_MEDIA_TYPE, Upload, node_root, record
 from sparkjobs.config.binds import bind_addresses
-from sparkjobs.config.model import is_loopback
+from sparkjobs.config.values import is_loopback
 from sparkjobs.errors import (
     ArtifactUnavailable,
     ConfigError,

@@ -9,7 +9,7 @@ from sparkjobs.backends.ollama import OllamaClient
 from sparkjobs.backends.openai import OpenAIClient
 from sparkjobs.backends.orpheus import OrpheusClient
 from sparkjobs.backends.qwen_clone import QwenCloneClient
-from sparkjobs.config.model import ServiceConfig
+from sparkjobs.config.sections import ServiceConfig
 
 CLIENTS: dict[str, type[ServerClient]] = {
     "openai": OpenAIClient,

@@ -21,7 +21,7 @@ import httpx
 
 from sparkjobs.backends.classify import error_for_status, error_for_transport
 from sparkjobs.backends.timings import Clock
-from sparkjobs.config.model import ServiceConfig
+from sparkjobs.config.sections import ServiceConfig
 from sparkjobs.errors import BadInput, ModelServerError, RetryableError
 
 

@@ -14,7 +14,7 @@ import threading
 
 from sparkjobs.backends.factory import client_for
 from sparkjobs.backends.http import ServerClient
-from sparkjobs.config.model import ServiceConfig
+from sparkjobs.config.sections import ServiceConfig
 
 _clients: dict[str, ServerClient] = {}
 _lock = threading.Lock()

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sparkjobs.config.model import Config, IPAddress, is_loopback
+from sparkjobs.config.model import Config
 from sparkjobs.config.render import mask_url
+from sparkjobs.config.values import IPAddress, is_loopback
 
 BROKER_SCHEMES = ("redis", "rediss", "redis+socket")
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 
 from sparkjobs.backends.http import shared_ssl_context
-from sparkjobs.config.model import ServiceConfig
+from sparkjobs.config.sections import ServiceConfig
 from sparkjobs.dispatch.backpressure import ServerLoad, judge, parse_ollama_ps, parse_vllm_metrics
 
 if TYPE_CHECKING:

@@ -35,7 +35,7 @@ class ServiceHealth:
 def probe_service(config: Config, name: str) -> ServiceHealth:
     """Probe `name` once, with timeouts short enough for a page or a scrape."""
     from sparkjobs.backends import client_for
-    from sparkjobs.config.model import TimeoutsConfig
+    from sparkjobs.config.sections import TimeoutsConfig
 
     service = config.services[name]
     quick = TimeoutsConfig(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sparkjobs.config.model import TasksConfig
+    from sparkjobs.config.sections import TasksConfig
 
 MAX_RETRIES = 6
 BASE_DELAY_S = 1.0

@@ -12,7 +12,8 @@ from enum import StrEnum
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
-from sparkjobs.config.model import NodeConfig, ServiceConfig, is_loopback
+from sparkjobs.config.sections import NodeConfig, ServiceConfig
+from sparkjobs.config.values import is_loopback
 
 BOND_MTU = 9000  # jumbo frames, as the Sparks' bond is set up
 CLOCK_TOLERANCE_S = 2.0  # slots, leases and health TTLs are seconds long

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparkjobs.config.model import LLM_KINDS
 from sparkjobs.config.routing import default_service, service
+from sparkjobs.config.values import LLM_KINDS
 from sparkjobs.errors import BadInput
 from sparkjobs.jobs.define import CloneStep, Cron, Job, Step
 

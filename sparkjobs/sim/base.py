@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from sparkjobs.config.model import ServiceConfig, SimProfile
+from sparkjobs.config.sections import ServiceConfig, SimProfile
 from sparkjobs.sim.faults import Fate, Faults, Stats
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
-from sparkjobs.config.model import SimProfile
+from sparkjobs.config.sections import SimProfile
 from sparkjobs.sim.pace import scaled
 
 

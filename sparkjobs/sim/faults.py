@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparkjobs.config.model import SimProfile
+from sparkjobs.config.sections import SimProfile
 
 # Faults that may change while the simulator runs (POST /_sim/faults); refusing
 # connections and loading are decided when the socket opens.

@@ -19,7 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from sparkjobs.config.model import Config, ServiceConfig, SimProfile
+from sparkjobs.config.model import Config
+from sparkjobs.config.sections import ServiceConfig, SimProfile
 from sparkjobs.errors import UnknownService
 from sparkjobs.sim.base import SimService
 from sparkjobs.sim.ollama import OllamaSim

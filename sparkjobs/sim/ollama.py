@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sparkjobs.config.model import ServiceConfig, SimProfile
+from sparkjobs.config.sections import ServiceConfig, SimProfile
 from sparkjobs.sim import textgen
 from sparkjobs.sim.base import RequestProblem, SimService
 from sparkjobs.sim.batching import BatchEngine

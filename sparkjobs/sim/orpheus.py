@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from sparkjobs.backends.audio import wav_header
-from sparkjobs.config.model import ServiceConfig, SimProfile
+from sparkjobs.config.sections import ServiceConfig, SimProfile
 from sparkjobs.sim.base import RequestProblem, SimService, log
 from sparkjobs.sim.faults import Fate
 from sparkjobs.sim.pace import pause

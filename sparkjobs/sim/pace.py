@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sparkjobs.config.model import SimProfile
+from sparkjobs.config.sections import SimProfile
 
 
 def scaled(profile: SimProfile, seconds: float) -> float:

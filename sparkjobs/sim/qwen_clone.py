@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from sparkjobs.backends.audio import SAMPLE_RATE, wav_header
-from sparkjobs.config.model import ServiceConfig, SimProfile
+from sparkjobs.config.sections import ServiceConfig, SimProfile
 from sparkjobs.sim.base import RequestProblem, SimService
 from sparkjobs.sim.faults import Fate
 from sparkjobs.sim.pace import pause

@@ -11,7 +11,8 @@ import sys
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from sparkjobs.config.model import Config, ServiceConfig
+from sparkjobs.config.model import Config
+from sparkjobs.config.sections import ServiceConfig
 from sparkjobs.up.component import Component, Stage
 
 CONNECT_TIMEOUT_S = 0.3

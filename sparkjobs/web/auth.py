@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-    from sparkjobs.config.model import WebConfig
+    from sparkjobs.config.sections import WebConfig
 
 OPEN_PATHS = ("/healthz", "/static/")
 # Far more than a browser sends (cookies included); past it a request is refused unread.

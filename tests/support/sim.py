@@ -16,7 +16,8 @@ import pytest
 from pydantic import HttpUrl
 
 from sparkjobs.backends import ServerClient, client_for
-from sparkjobs.config.model import Config, ServiceConfig
+from sparkjobs.config.model import Config
+from sparkjobs.config.sections import ServiceConfig
 from sparkjobs.sim import SimHost
 
 # Fast enough for tests, slow enough that the simulated shape still shows.

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from sparkjobs.backends import Delta, OpenAIClient
-from sparkjobs.config.model import TimeoutsConfig
+from sparkjobs.config.sections import TimeoutsConfig
 from sparkjobs.errors import PermanentError, RetryableError, UnknownModel
 from tests.support.sim import RunningSims, StartSims, sim_config
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sparkjobs.config.model import TasksConfig
+from sparkjobs.config.sections import TasksConfig
 from sparkjobs.dispatch import wait_reason
 from sparkjobs.dispatch.gate import health_delay_s
 from sparkjobs.dispatch.health import Reading, ServerState

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sparkjobs.config.model import NodeConfig, ServiceConfig
+from sparkjobs.config.sections import NodeConfig, ServiceConfig
 from sparkjobs.doctor.checks import (
     LocalAddress,
     Status,

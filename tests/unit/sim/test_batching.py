@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sparkjobs.config.model import SimProfile
+from sparkjobs.config.sections import SimProfile
 from sparkjobs.sim.batching import BatchEngine
 
 GEMMA = SimProfile().for_kind("openai")
