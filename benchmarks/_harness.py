@@ -174,7 +174,7 @@ def terminal_runs(database_url: str, run_ids: list[object]) -> int:
     """How many of `run_ids` have finished (any final status)."""
     from sqlalchemy import func, select
 
-    from sparkjobs.execution.state import sessions_for
+    from sparkjobs.execution.context import sessions_for
     from sparkjobs.store.models import TERMINAL, Run
 
     with sessions_for(database_url)() as session:

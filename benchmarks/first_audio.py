@@ -88,7 +88,8 @@ def measure(
     job's parts, and the direct call's own ms outside the server (client and network)."""
     from sparkjobs.backends import OrpheusClient, client_for
     from sparkjobs.runs.adhoc import speak_job
-    from sparkjobs.runs.submit import submit_job, wait_for_run
+    from sparkjobs.runs.submit import submit_job
+    from sparkjobs.runs.wait import wait_for_run
     from sparkjobs.store.engine import shared_sessions
     from sparkjobs.store.models import Status
 

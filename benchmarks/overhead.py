@@ -100,7 +100,7 @@ def through_sparkjobs(bench: Bench, *, one_by_one: bool = False) -> Callable[[in
     name each round, so each round waits for its own runs)."""
     from sparkjobs.broker.app import create_app
     from sparkjobs.config import load_config
-    from sparkjobs.execution.state import sessions_for
+    from sparkjobs.execution.context import sessions_for
     from sparkjobs.jobs.define import custom, job
     from sparkjobs.runs.submit import submit_job, submit_many
 

@@ -105,7 +105,7 @@ def plain_celery(bench: Bench, url: str, jobs: int, tokens: int) -> float:
 def through_sparkjobs(bench: Bench, jobs: int, tokens: int) -> float:
     from sparkjobs.broker.app import create_app
     from sparkjobs.config import load_config
-    from sparkjobs.execution.state import sessions_for
+    from sparkjobs.execution.context import sessions_for
     from sparkjobs.jobs.define import chat, job
     from sparkjobs.runs.submit import submit_job
     from sparkjobs.store.models import Status

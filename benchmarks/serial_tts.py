@@ -43,7 +43,7 @@ def main() -> None:
     with bench_cluster({"orpheus": service}) as bench:
         from sparkjobs.broker.app import create_app
         from sparkjobs.config import load_config
-        from sparkjobs.execution.state import sessions_for
+        from sparkjobs.execution.context import sessions_for
         from sparkjobs.jobs.define import job, speak
         from sparkjobs.runs.submit import submit_job
         from sparkjobs.store.models import Status

@@ -22,20 +22,15 @@ from sparkjobs.broker.notify import announce_finished
 from sparkjobs.broker.publish import JOIN_TASK, publish_step
 from sparkjobs.errors import BadAudio, PermanentError
 from sparkjobs.execution.audio import read_artifact, record_wav, store_wav
+from sparkjobs.execution.context import find_step, load_context, sessions_for
 from sparkjobs.execution.failures import settle
 from sparkjobs.execution.piece_state import piece_rows
-from sparkjobs.execution.state import (
-    fail_step,
-    find_step,
-    load_context,
-    next_to_publish,
-    sessions_for,
-    succeed_step,
-)
+from sparkjobs.execution.state import fail_step, next_to_publish, succeed_step
 from sparkjobs.execution.wavjoin import join_wavs
 from sparkjobs.store.artifacts import link_artifact
+from sparkjobs.store.attempts import StepTimings, finish_attempt, start_attempt
 from sparkjobs.store.models import Attempt, AttemptStatus, PieceStatus, Status
-from sparkjobs.store.runs import StepTimings, finish_attempt, start_attempt, utc_now
+from sparkjobs.store.runs import utc_now
 
 
 @shared_task(name=JOIN_TASK, bind=True)

@@ -25,13 +25,14 @@ from sparkjobs.dispatch.admission import call_slot
 from sparkjobs.errors import BadInput
 from sparkjobs.execution.admit import admit
 from sparkjobs.execution.audio import record_wav, store_wav
+from sparkjobs.execution.context import find_step, sessions_for
 from sparkjobs.execution.failures import settle
 from sparkjobs.execution.piece_state import fail_piece, finish_piece, pieces_ready, start_piece
-from sparkjobs.execution.state import fail_step, find_step, run_ended, sessions_for
+from sparkjobs.execution.state import fail_step, run_ended
 from sparkjobs.store.artifacts import link_artifact
+from sparkjobs.store.attempts import finish_attempt
 from sparkjobs.store.engine import reading
 from sparkjobs.store.models import ArtifactRole, Status
-from sparkjobs.store.runs import finish_attempt
 
 
 @shared_task(name=PIECE_TASK, bind=True)

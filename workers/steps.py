@@ -24,6 +24,7 @@ from sparkjobs.config import Config
 from sparkjobs.dispatch.admission import call_slot, release_current
 from sparkjobs.errors import BadInput, UnknownVoice
 from sparkjobs.execution.audio import read_artifact, record_wav, store_wav_soon
+from sparkjobs.execution.context import StepContext, sessions_for
 from sparkjobs.execution.failures import settle
 from sparkjobs.execution.outputs import Output, run_chat, run_clone, run_custom, step_timings
 from sparkjobs.execution.piece_state import create_pieces, pieces_ready, spoken_in_one_piece
@@ -32,20 +33,18 @@ from sparkjobs.execution.sentences import split_text
 from sparkjobs.execution.state import (
     NextStep,
     Started,
-    StepContext,
     fail_step,
     next_to_publish,
     run_ended,
-    sessions_for,
     succeed_step,
     succeeds_in_one_statement,
 )
 from sparkjobs.execution.templates import render
 from sparkjobs.store.artifacts import link_artifact
+from sparkjobs.store.attempts import finish_attempt
 from sparkjobs.store.direct import transaction
 from sparkjobs.store.engine import shared_engine
 from sparkjobs.store.models import ArtifactRole, Status
-from sparkjobs.store.runs import finish_attempt
 
 
 @shared_task(name=STEP_TASK, bind=True)

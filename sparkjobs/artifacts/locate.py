@@ -80,8 +80,14 @@ def endpoint(config: Config, node: str) -> Endpoint:
 
 
 @contextmanager
-def store_sessions(config: Config) -> Iterator[sessionmaker[Session]]:
-    """Sessions on the config's database, disposed of afterwards."""
+def store_sessions(
+    config: Config, given: sessionmaker[Session] | None = None
+) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the config's database, disposed of afterwards; `given` ones (a
+    caller's that it reuses) as they are."""
+    if given is not None:
+        yield given
+        return
     sessions = open_store(config.database)
     try:
         yield sessions

@@ -154,7 +154,8 @@ def run(
     from sparkjobs.cli.context import get_config
     from sparkjobs.cli.output import console, print_json
     from sparkjobs.jobs.slots import overlap_skip_reason
-    from sparkjobs.runs.submit import active_run_exists, submit_job, wait_for_run
+    from sparkjobs.runs.submit import active_run_exists, submit_job
+    from sparkjobs.runs.wait import wait_for_run
 
     config = get_config()
     job = _find(config, name)
@@ -201,7 +202,7 @@ def _parse_params(pairs: list[str]) -> dict[str, str]:
 
 
 def _record_manual_skip(config: Config, job: Job, params: dict[str, str], reason: str) -> Any:
-    from sparkjobs.runs.submit import run_params
+    from sparkjobs.runs.params import run_params
     from sparkjobs.store.models import RunKind, Status, Trigger
     from sparkjobs.store.runs import create_run
 

@@ -146,7 +146,8 @@ def job(
     from sparkjobs.cli.jobs import _find, _parse_params, _record_manual_skip
     from sparkjobs.cli.output import console, print_json
     from sparkjobs.jobs.slots import overlap_skip_reason
-    from sparkjobs.runs.submit import active_run_exists, run_params, submit_job
+    from sparkjobs.runs.params import run_params
+    from sparkjobs.runs.submit import active_run_exists, submit_job
 
     config = get_config()
     found = _find(config, name)

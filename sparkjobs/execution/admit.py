@@ -22,8 +22,9 @@ from sparkjobs.dispatch.gate import ServerUnavailable
 from sparkjobs.dispatch.leases import Lease
 from sparkjobs.dispatch.standing import Standing, read_standing
 from sparkjobs.dispatch.waits import WaitKind, clear_wait, kind_of
+from sparkjobs.execution.context import sessions_for
 from sparkjobs.execution.piece_state import fail_piece
-from sparkjobs.execution.state import fail_step, sessions_for
+from sparkjobs.execution.state import fail_step
 from sparkjobs.store.engine import reading
 from sparkjobs.store.runs import utc_now
 

@@ -25,7 +25,7 @@ from sparkjobs.artifacts.manifest import (
 from sparkjobs.artifacts.register import node_root
 from sparkjobs.backends.audio import parse_wav
 from sparkjobs.errors import BadAudio
-from sparkjobs.execution.state import sessions_for
+from sparkjobs.execution.context import sessions_for
 from sparkjobs.store.artifacts import StoredFile, artifact_path, write_artifact_rows, write_file
 
 if TYPE_CHECKING:

@@ -20,9 +20,9 @@ from sparkjobs.backends.openai import OpenAIClient
 from sparkjobs.backends.qwen_clone import QwenCloneClient, Reference
 from sparkjobs.backends.timings import Timings
 from sparkjobs.errors import BadInput, PermanentError
-from sparkjobs.execution.state import StepContext
+from sparkjobs.execution.context import StepContext
 from sparkjobs.execution.templates import render
-from sparkjobs.store.runs import StepTimings
+from sparkjobs.store.attempts import StepTimings
 
 
 @dataclass(frozen=True)

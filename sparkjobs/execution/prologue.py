@@ -40,8 +40,9 @@ from sparkjobs.dispatch.admission import admit_at_once, release_current
 from sparkjobs.dispatch.standing import GATED_KINDS, Standing, standing_of
 from sparkjobs.errors import UnknownRun
 from sparkjobs.execution.admit import admit
+from sparkjobs.execution.context import context_of, step_columns
 from sparkjobs.execution.deferred_start import defer
-from sparkjobs.execution.state import Started, context_of, read_step, start_step, step_columns
+from sparkjobs.execution.state import Started, read_step, start_step
 from sparkjobs.store.direct import Transaction, transaction
 from sparkjobs.store.engine import shared_engine
 from sparkjobs.store.models import TERMINAL, Attempt, AttemptStatus, Run, Status, Step

@@ -28,11 +28,12 @@ from sparkjobs.jobs.define import (
     SpeakStep,
     Step,
 )
+from sparkjobs.store.attempts import finish_step
 from sparkjobs.store.engine import reading, unreachable
 from sparkjobs.store.models import Attempt, AttemptStatus, Run, Status
 from sparkjobs.store.models import Step as StepRow
 from sparkjobs.store.queries import get_run
-from sparkjobs.store.runs import finish_run, finish_step, utc_now
+from sparkjobs.store.runs import finish_run, utc_now
 
 if TYPE_CHECKING:
     from sparkjobs.broker.app import SparkjobsApp

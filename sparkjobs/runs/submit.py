@@ -9,11 +9,9 @@ published; if the broker cannot, the run stays queued for the reconciler.
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -25,12 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.broker.publish import publish_step
 from sparkjobs.errors import BadInput, Unreachable
+from sparkjobs.runs.params import run_params
 from sparkjobs.runs.plan import StepPlan, plan_job
 from sparkjobs.store.direct import transaction
 from sparkjobs.store.engine import engine_of, reading, unreachable
 from sparkjobs.store.keyed import insert_new
 from sparkjobs.store.models import Run, RunKind, Status, Step, Trigger
-from sparkjobs.store.queries import get_run
 from sparkjobs.store.runs import create_run, run_values, step_values, utc_now
 
 if TYPE_CHECKING:
@@ -38,9 +36,6 @@ if TYPE_CHECKING:
     from sparkjobs.config import Config
     from sparkjobs.jobs.define import Job
 
-# `wait_for_run` wakes on the run's end announcement; this slow poll only covers a
-# lost announcement or a broker that does not answer.
-WAIT_SAFETY_POLL_S = 2.0
 # Messages sent in one round trip when many runs are submitted at once: most of the
 # round trips saved, and workers start on the first runs within milliseconds.
 PUBLISH_BATCH = 50
@@ -52,53 +47,6 @@ class Submitted:
 
     run_id: uuid.UUID
     created: bool
-
-
-def run_params(job: Job, params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The job's default parameters overridden by `params`, checked.
-
-    A string given for a parameter whose default is a number or a boolean (as
-    `--param days=3` gives) is converted to that type.
-
-    Raises:
-        BadInput: an unknown parameter (the known ones are listed), a value that
-            does not convert, or one that is not JSON.
-    """
-    merged = dict(job.params)
-    known = ", ".join(sorted(job.params)) or "none"
-    for name, value in (params or {}).items():
-        if name not in job.params:
-            raise BadInput(
-                f"unknown parameter {name!r} for job {job.name!r}; known parameters: {known}"
-            )
-        merged[name] = _convert(job.name, name, value, job.params[name])
-    try:
-        json.dumps(merged, allow_nan=False)  # NaN and Infinity are not JSON, nor storable
-    except (TypeError, ValueError) as exc:
-        raise BadInput(
-            f"parameters of job {job.name!r} must be JSON values (strings, finite numbers, "
-            f"booleans, lists, objects): {exc}"
-        ) from exc
-    return merged
-
-
-def _convert(job: str, name: str, value: Any, default: Any) -> Any:
-    if not isinstance(value, str) or isinstance(default, str) or default is None:
-        return value
-    try:
-        if isinstance(default, bool):
-            lowered = value.strip().lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return lowered in ("true", "1", "yes")
-        if isinstance(default, int | float):
-            return type(default)(value)
-    except ValueError as exc:
-        raise BadInput(
-            f"parameter {name!r} of job {job!r} takes a {type(default).__name__} "
-            f"(default {default!r}), not {value!r}"
-        ) from exc
-    return value
 
 
 def submit_job(
@@ -142,7 +90,7 @@ def submit_job(
     except ValueError as exc:
         raise BadInput(f"{exc}; triggers: {', '.join(t.value for t in Trigger)}") from exc
     try:
-        with _sessions(config, sessions) as factory:
+        with store_sessions(config, sessions) as factory:
             # Two statements: the run, then all its steps in one INSERT. A scheduled
             # slot may be taken by another scheduler: its INSERT returns the run it
             # created, or nothing (a Session's work). Any other run has a fresh key:
@@ -230,7 +178,7 @@ def submit_many(
         steps.extend(_step_rows(row["id"], planned, now))
         firsts.append((row["id"], job.name, planned))
     try:
-        with _sessions(config, sessions) as factory, factory.begin() as session:
+        with store_sessions(config, sessions) as factory, factory.begin() as session:
             insert_new(session, Run, runs)
             insert_new(session, Step, steps)
     except DBAPIError as exc:
@@ -246,17 +194,6 @@ def _step_rows(run_id: uuid.UUID, plans: list[StepPlan], now: datetime) -> list[
         where = {"service": plan.service, "node": plan.node, "name": plan.kind}
         rows.append(step_values(run_id, plan.index, spec=plan.spec, now=now, **where))
     return rows
-
-
-@contextmanager
-def _sessions(
-    config: Config, sessions: sessionmaker[Session] | None
-) -> Iterator[sessionmaker[Session]]:
-    if sessions is not None:
-        yield sessions
-        return
-    with store_sessions(config) as made:
-        yield made
 
 
 def _publish(
@@ -321,65 +258,3 @@ def active_run_exists(config: Config, job_name: str) -> bool:
             return bool(session.scalar(select(exists().where(active))))
     except DBAPIError as exc:
         raise unreachable(config.database, exc) from exc
-
-
-def wait_for_run(
-    config: Config,
-    run_id: uuid.UUID,
-    *,
-    timeout_s: float | None,
-    safety_poll_s: float = WAIT_SAFETY_POLL_S,
-    sessions: sessionmaker[Session] | None = None,
-) -> Run:
-    """Wait until the run is terminal, or `timeout_s` passes; the run as it is then.
-
-    It subscribes to the run's end announcement (`sparkjobs.broker.notify`) before
-    it first reads SQL, then reads SQL again when the announcement arrives, and every
-    `safety_poll_s` in case one is lost or the broker does not answer.
-
-    Args:
-        config: the cluster config.
-        run_id: the run to wait for.
-        timeout_s: how long to wait at most; None waits without limit.
-        safety_poll_s: the longest sleep between two reads of SQL.
-        sessions: a session factory to reuse (callers that wait often); default: a
-            new engine for this call, disposed of afterwards.
-
-    Returns:
-        The run with everything loaded. After a timeout its status is not terminal
-        (check `run.status.terminal`).
-
-    Raises:
-        UnknownRun: no such run.
-        Unreachable: the database did not answer.
-    """
-    from sparkjobs.broker.notify import FinishWatch
-
-    if not isinstance(run_id, uuid.UUID):  # a caller's string: get_run says what is wrong
-        try:
-            run_id = uuid.UUID(str(run_id))
-        except ValueError:
-            with _sessions(config, sessions) as factory, reading(factory) as session:
-                return get_run(session, run_id)
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    with _sessions(config, sessions) as factory, FinishWatch(config, run_id) as watch:
-        announced = False
-        while True:
-            pause_s = safety_poll_s
-            if deadline is not None:
-                pause_s = min(pause_s, deadline - time.monotonic())
-            try:
-                with reading(factory) as session:
-                    # Only the status while the run goes on: the whole run is read
-                    # when it ends (at once after its announcement) or the wait does.
-                    full = announced or pause_s <= 0
-                    if not full:
-                        status = session.scalar(select(Run.status).where(Run.id == run_id))
-                        full = status is None or status.terminal
-                    if full:
-                        run = get_run(session, run_id)
-                        if run.status.terminal or pause_s <= 0:
-                            return run
-            except DBAPIError as exc:
-                raise unreachable(config.database, exc) from exc
-            announced = watch.wait(pause_s)

@@ -1,6 +1,6 @@
 """The Beat scheduler: the jobs of `schedules_dir`, fired once per slot by one active beat.
 
-A `celery.beat.Scheduler` whose entries are the loaded jobs. Celery's `tick` keeps
+A `celery.beat.Scheduler` whose entries (`entries`) are the loaded jobs. Celery's `tick` keeps
 its heap and `is_due` contract; this class adds, per tick: the lock in Redis (a
 standby ticks but fires nothing), a reload when a job file changes, and the paused
 flags from SQL. Firing a slot is `submit_job` with `scheduled_for`, whose unique
@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from celery.beat import ScheduleEntry, Scheduler
-from celery.schedules import BaseSchedule, schedstate
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
 from sparkjobs.broker.leader import LeaderLock
 from sparkjobs.errors import Unreachable
-from sparkjobs.jobs.define import Job, Schedule
+from sparkjobs.jobs.define import Job
 from sparkjobs.jobs.files import fingerprint, load_jobs
 from sparkjobs.jobs.slots import (
     Plan,
@@ -34,74 +32,25 @@ from sparkjobs.jobs.slots import (
     plan_slots,
     schedule_tz,
 )
+from sparkjobs.scheduling.entries import (
+    JOB_TASK,
+    Clock,
+    JobEntry,
+    JobSchedule,
+    resume_from,
+    utc_now,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from sparkjobs.broker.app import SparkjobsApp
     from sparkjobs.store.jobs import SeenJob
-    from sparkjobs.store.models import JobRecord
 
 logger = logging.getLogger(__name__)
 
 TICK_S = 1.0  # the longest beat sleeps: reloads and pauses apply within it
 RETRY_S = 5.0  # after the store or broker failed a fire, try the slot again then
-JOB_TASK = "sparkjobs.job"  # only a label: entries are fired through submit_job
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class JobSchedule(BaseSchedule):
-    """A job's schedule under Celery's `is_due(last_run_at)` contract.
-
-    `last_run_at` is the newest slot handled, so a slot is due once the clock
-    passes the next slot after it.
-    """
-
-    def __init__(self, spec: Schedule, clock: Clock) -> None:
-        super().__init__(nowfun=clock)
-        self.spec = spec
-
-    def is_due(self, last_run_at: datetime) -> schedstate:
-        now = self.now()
-        upcoming = next_fire(self.spec, last_run_at)
-        if upcoming is None:
-            return schedstate(False, 3600.0)  # never again; look once an hour (reloads)
-        if upcoming > now:
-            return schedstate(False, (upcoming - now).total_seconds())
-        following = next_fire(self.spec, now)
-        return schedstate(True, (following - now).total_seconds() if following else 3600.0)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, JobSchedule) and other.spec == self.spec
-
-    def __hash__(self) -> int:
-        return hash(self.spec)
-
-
-class JobEntry(ScheduleEntry):
-    """A scheduler entry that carries its job."""
-
-    def __init__(self, *args: Any, job: Job | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.job = job
-
-    def at(self, last_slot: datetime) -> JobEntry:
-        """This entry with `last_slot` as the newest slot handled."""
-        return JobEntry(
-            name=self.name,
-            task=self.task,
-            last_run_at=last_slot,
-            total_run_count=self.total_run_count + 1,
-            schedule=self.schedule,
-            kwargs=self.kwargs,
-            app=self.app,
-            job=self.job,
-        )
 
 
 class SparkjobsScheduler(Scheduler):
@@ -268,7 +217,7 @@ class SparkjobsScheduler(Scheduler):
             for name, job in self.jobs.items():
                 if job.schedule is None:
                     continue
-                last = _resume_from(job, records.get(name), slots.get(name), now)
+                last = resume_from(job, records.get(name), slots.get(name), now)
                 entries[name] = JobEntry(
                     name=name,
                     task=JOB_TASK,
@@ -356,20 +305,3 @@ class SparkjobsScheduler(Scheduler):
             file=job.origin.file,
             line=job.origin.line,
         )
-
-
-def _resume_from(
-    job: Job, record: JobRecord | None, last_slot: datetime | None, now: datetime
-) -> datetime:
-    """Where a job's slots resume after a start or a takeover.
-
-    After the newest slot SQL holds for it; but not before it was last resumed (the
-    slots of a pause are not misfires), and from now if it is new or its schedule
-    changed (the old slots belong to another schedule).
-    """
-    if record is None or record.schedule != describe(job.schedule):
-        return now
-    start = last_slot or record.last_seen
-    if not record.paused and record.paused_changed_at is not None:
-        start = max(start, record.paused_changed_at)
-    return min(start, now)

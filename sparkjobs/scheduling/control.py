@@ -119,7 +119,8 @@ def fire(
         UnknownJob, BadInput: as `submit_job`; Unreachable: database or broker.
     """
     from sparkjobs.jobs.slots import overlap_skip_reason
-    from sparkjobs.runs.submit import active_run_exists, run_params, submit_job
+    from sparkjobs.runs.params import run_params
+    from sparkjobs.runs.submit import active_run_exists, submit_job
     from sparkjobs.store.models import RunKind, Status, Trigger
     from sparkjobs.store.runs import create_run
 

@@ -102,7 +102,7 @@ class Reconciler:
         clock: Callable[[], float] = time.time,
     ) -> None:
         from sparkjobs.broker.app import create_app
-        from sparkjobs.execution.state import sessions_for
+        from sparkjobs.execution.context import sessions_for
 
         self.config = config
         self.settings = config.reconciler

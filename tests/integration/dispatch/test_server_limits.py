@@ -13,7 +13,8 @@ from sparkjobs.broker.client import key
 from sparkjobs.dispatch import wait_reason
 from sparkjobs.dispatch.leases import Leases
 from sparkjobs.jobs.define import chat, job, speak
-from sparkjobs.runs.submit import submit_job, wait_for_run
+from sparkjobs.runs.submit import submit_job
+from sparkjobs.runs.wait import wait_for_run
 from sparkjobs.sim import SimHost
 from sparkjobs.store.models import AttemptStatus, Status
 from tests.integration.dispatch.conftest import HANG_GUARD_S, load_run, poll, tune

@@ -17,7 +17,8 @@ from sparkjobs.broker.publish import publish_step
 from sparkjobs.execution.piece_state import piece_rows
 from sparkjobs.execution.state import NOT_RUN
 from sparkjobs.jobs.define import chat, custom, job, speak
-from sparkjobs.runs.submit import submit_job, wait_for_run
+from sparkjobs.runs.submit import submit_job
+from sparkjobs.runs.wait import wait_for_run
 from sparkjobs.store.artifacts import artifact_path
 from sparkjobs.store.models import (
     Artifact,

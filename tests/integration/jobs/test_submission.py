@@ -10,7 +10,8 @@ from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.broker.client import queue_keys
 from sparkjobs.errors import BadInput, UnknownService, Unreachable
 from sparkjobs.jobs.define import chat, job, speak
-from sparkjobs.runs.submit import active_run_exists, submit_job, wait_for_run
+from sparkjobs.runs.submit import active_run_exists, submit_job
+from sparkjobs.runs.wait import wait_for_run
 from sparkjobs.store.models import Status
 from sparkjobs.store.queries import get_run
 from tests.support.cluster import Cluster, clean_env, cluster_toml

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sparkjobs.config import Config, load_config
 from sparkjobs.jobs.define import job, speak
 from sparkjobs.runs.control import cancel_run
-from sparkjobs.runs.submit import submit_job, wait_for_run
+from sparkjobs.runs.submit import submit_job
+from sparkjobs.runs.wait import wait_for_run
 from sparkjobs.store.engine import make_engine
 from sparkjobs.store.models import Run, Status
 from tests.integration.cli.support import ok

@@ -6,7 +6,8 @@ import pytest
 import redis
 from kombu.exceptions import OperationalError
 
-from sparkjobs.runs.submit import submit_job, wait_for_run
+from sparkjobs.runs.submit import submit_job
+from sparkjobs.runs.wait import wait_for_run
 from sparkjobs.store.models import Status
 from tests.integration.reliability.conftest import OwnRedis
 from tests.integration.reliability.test_reconciler import GREETING, HANG_GUARD_S, running_attempt

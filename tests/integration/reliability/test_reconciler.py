@@ -17,7 +17,8 @@ from sparkjobs.broker.client import queue_keys
 from sparkjobs.broker.publish import STEP_TASK
 from sparkjobs.errors import Unreachable
 from sparkjobs.jobs.define import chat, job
-from sparkjobs.runs.submit import submit_job, wait_for_run
+from sparkjobs.runs.submit import submit_job
+from sparkjobs.runs.wait import wait_for_run
 from sparkjobs.store.models import Attempt, AttemptStatus, Result, Status, Step
 from sparkjobs.worker import reconciler as reconciler_module
 from sparkjobs.worker.reconciler import PASS_SPACING, Reconciler, next_pass_due

@@ -16,7 +16,8 @@ from kombu import Connection, Exchange, Queue
 
 from sparkjobs.broker.notify import announce_finished, finished_channel
 from sparkjobs.jobs.define import chat, job
-from sparkjobs.runs.submit import submit_job, wait_for_run
+from sparkjobs.runs.submit import submit_job
+from sparkjobs.runs.wait import wait_for_run
 from sparkjobs.store.models import Status
 from sparkjobs.worker.turn_writes import TurnWrites
 from tests.support.cluster import Cluster

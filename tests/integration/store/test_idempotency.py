@@ -16,16 +16,9 @@ from typing import TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from sparkjobs.store.attempts import StepTimings, finish_step, record_result, start_attempt
 from sparkjobs.store.models import Attempt, Result, Run, RunKind, Status, Step, Trigger
-from sparkjobs.store.runs import (
-    StepTimings,
-    add_step,
-    create_run,
-    finish_run,
-    finish_step,
-    record_result,
-    start_attempt,
-)
+from sparkjobs.store.runs import add_step, create_run, finish_run
 
 T = TypeVar("T")
 SLOT = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)

@@ -18,9 +18,10 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from sparkjobs.store.attempts import succeed_at_once
 from sparkjobs.store.direct import transaction
 from sparkjobs.store.models import Attempt, AttemptStatus, Run, RunKind, Status, Step, Trigger
-from sparkjobs.store.runs import add_step, create_run, succeed_at_once
+from sparkjobs.store.runs import add_step, create_run
 from tests.support.locks import wait_for_a_lock_wait
 
 

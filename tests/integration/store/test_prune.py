@@ -18,6 +18,7 @@ from sparkjobs.store.artifacts import (
     record_artifact,
     write_file,
 )
+from sparkjobs.store.attempts import record_result
 from sparkjobs.store.models import (
     Artifact,
     ArtifactLocation,
@@ -29,7 +30,7 @@ from sparkjobs.store.models import (
     Trigger,
 )
 from sparkjobs.store.prune import prune, remove_unreferenced_files
-from sparkjobs.store.runs import add_step, create_run, record_result, utc_now
+from sparkjobs.store.runs import add_step, create_run, utc_now
 
 NODE = "spark2"
 

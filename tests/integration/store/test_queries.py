@@ -13,17 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.errors import UnknownRun
 from sparkjobs.store.artifacts import link_artifact, store_artifact
+from sparkjobs.store.attempts import StepTimings, finish_step, record_result, start_attempt
 from sparkjobs.store.models import RunKind, Status, Trigger
 from sparkjobs.store.queries import get_run, list_runs, service_figures
-from sparkjobs.store.runs import (
-    StepTimings,
-    add_step,
-    create_run,
-    finish_run,
-    finish_step,
-    record_result,
-    start_attempt,
-)
+from sparkjobs.store.runs import add_step, create_run, finish_run
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import pytest
 
 from sparkjobs.errors import BadInput
 from sparkjobs.jobs.define import Job, chat
-from sparkjobs.runs.submit import run_params
+from sparkjobs.runs.params import run_params
 
 SUMMARY = Job("summary", steps=(chat("Summarize {days} days"),), params={"days": 1, "temp": 0.5})
 

@@ -20,9 +20,10 @@ from sparkjobs.artifacts.register import node_root, register_file
 from sparkjobs.config import Config, load_config
 from sparkjobs.dispatch.probe import ServiceHealth
 from sparkjobs.store.artifacts import link_artifact
+from sparkjobs.store.attempts import finish_step, record_result
 from sparkjobs.store.engine import open_store
 from sparkjobs.store.models import RunKind, Status, Trigger
-from sparkjobs.store.runs import add_step, create_run, finish_run, finish_step, record_result
+from sparkjobs.store.runs import add_step, create_run, finish_run
 from sparkjobs.store.schema import upgrade
 from sparkjobs.web.app import create_app
 from tests.support.cluster import cluster_toml
