@@ -30,14 +30,14 @@ test: install
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check sparkjobs workers tests $(wildcard benchmarks)
-	$(BIN)/ruff format --check sparkjobs workers tests $(wildcard benchmarks)
+	$(BIN)/ruff check sparkjobs workers migrations tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check sparkjobs workers migrations tests $(wildcard benchmarks)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: install
-	$(BIN)/ruff format sparkjobs workers tests benchmarks
-	$(BIN)/ruff check --fix sparkjobs workers tests benchmarks
+	$(BIN)/ruff format sparkjobs workers migrations tests benchmarks
+	$(BIN)/ruff check --fix sparkjobs workers migrations tests benchmarks
 
 # Refresh the lock after changing dependencies in pyproject.toml (needs uv).
 lock:

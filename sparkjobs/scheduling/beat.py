@@ -20,6 +20,7 @@ from celery.beat import ScheduleEntry, Scheduler
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
+from sparkjobs.broker.kombu_private import forget_schedule_heap
 from sparkjobs.broker.leader import LeaderLock
 from sparkjobs.errors import Unreachable
 from sparkjobs.jobs.define import Job
@@ -150,7 +151,7 @@ class SparkjobsScheduler(Scheduler):
             # slot keys in SQL make the ones already fired no-ops.
             self.schedule[str(entry.name)] = entry
             self._retry_at[str(entry.name)] = time.monotonic() + RETRY_S
-            self._heap = None
+            forget_schedule_heap(self)
 
     def close(self) -> None:
         try:
@@ -231,7 +232,7 @@ class SparkjobsScheduler(Scheduler):
             record_jobs(session, [self._seen(job, now) for job in self.jobs.values()], now=now)
         self._paused_read_at = 0.0
         self._pending.clear()
-        self._heap = None
+        forget_schedule_heap(self)
 
     def _refresh_paused(self) -> None:
         from sparkjobs.store.jobs import job_records

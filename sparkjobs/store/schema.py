@@ -1,12 +1,14 @@
 """Which migration a database is at, bringing it to the latest, and refusing old ones.
 
-The Alembic scripts ship inside the package (`sparkjobs/store/migrations`), so an
+The Alembic scripts live in the repository's top-level `migrations/` and ship inside
+the package as `sparkjobs.migrations` (pyproject.toml maps the one to the other), so an
 installed sparkjobs finds them as well as a checkout; there is no alembic.ini.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +21,6 @@ if TYPE_CHECKING:
 
     from sparkjobs.config import Config
 
-MIGRATIONS = Path(__file__).with_name("migrations")
 # Any constant works: it only keeps two `db upgrade`s on PostgreSQL from interleaving.
 _PG_UPGRADE_LOCK = 0x5350_4B4A  # "SPKJ"
 
@@ -37,6 +38,18 @@ class SchemaStatus:
         return self.current == self.head
 
 
+def migrations_dir() -> Path:
+    """The directory of the Alembic environment: `sparkjobs.migrations`, wherever installed.
+
+    A wheel and an editable install both put it on the file system, where Alembic reads it
+    (a zipped install would not: this refuses it rather than hand Alembic a wrong path).
+    """
+    found = files("sparkjobs.migrations")
+    if not isinstance(found, Path):
+        raise RuntimeError(f"sparkjobs.migrations is not a directory on disk ({found!r})")
+    return found
+
+
 def alembic_config(connection: Connection | None = None) -> AlembicConfig:
     """An Alembic config for the store's migrations, optionally bound to `connection`.
 
@@ -46,7 +59,7 @@ def alembic_config(connection: Connection | None = None) -> AlembicConfig:
     from alembic.config import Config as AlembicConfig
 
     config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", str(migrations_dir()))
     if connection is not None:
         config.attributes["connection"] = connection
     return config
