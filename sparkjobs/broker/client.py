@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from sparkjobs.broker.kombu_private import PRIORITY_STEPS, priority_queue
 from sparkjobs.config.render import mask_url
 from sparkjobs.errors import Unreachable
 
@@ -30,18 +31,10 @@ def redis_py_url(broker_url: str) -> str:
     return broker_url
 
 
-# kombu's Redis priority sub-queues: priority 0 is the queue itself, the others are
-# the queue's name, this separator and the step (queue_order_strategy "priority").
-PRIORITY_SEPARATOR = "\x06\x16"
-PRIORITY_STEPS = (0, 3, 6, 9)
-
-
 def queue_keys(prefix: str, queue: str) -> list[str]:
-    """The Redis lists that hold `queue`'s messages, highest priority first."""
-    return [
-        f"{prefix}{queue}{PRIORITY_SEPARATOR}{step}" if step else f"{prefix}{queue}"
-        for step in PRIORITY_STEPS
-    ]
+    """The Redis lists that hold `queue`'s messages, highest priority first (kombu's
+    priority sub-queues)."""
+    return [prefix + priority_queue(queue, step) for step in PRIORITY_STEPS]
 
 
 def describe(broker_url: str) -> str:

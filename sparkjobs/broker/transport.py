@@ -26,13 +26,22 @@ from __future__ import annotations
 
 import logging
 from queue import Empty
-from time import monotonic
 from typing import Any
 
 import kombu.transport
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
+
+from sparkjobs.broker.kombu_private import (
+    deliver,
+    forget_transport,
+    poll_done,
+    poll_queues,
+    poll_sent,
+    queue_key,
+    rotate_queues,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +68,8 @@ _RedisChannel: Any = kombu_redis.Channel
 
 
 class Channel(_RedisChannel):  # type: ignore[misc]
+    # Overrides kombu's `_create_client`, `_brpop_start` and `_brpop_read`
+    # (kombu_private.CHANNEL_OVERRIDES, whose test checks kombu still calls them so).
     _plain_client: Any = None
     multi_pop: bool | None = None  # the server has BLMPOP (None: not asked yet)
     _popping = 0  # how many messages the pop in flight may return (0: a BRPOP)
@@ -95,15 +106,14 @@ class Channel(_RedisChannel):  # type: ignore[misc]
             self._popping = 0
             super()._brpop_start(timeout)
             return
-        queues = self._queue_cycle.consume(len(self.active_queues))
+        queues = poll_queues(self)
         if not queues:
             return
         prefix = self.global_keyprefix or ""
-        keys = [prefix + self._q_for_pri(queue, pri)
+        keys = [prefix + queue_key(self, queue, pri)
                 for pri in self.priority_steps for queue in queues]  # fmt: skip
         wait_s = self.brpop_timeout if timeout is None else timeout
-        self._in_poll = self.client.connection
-        self._brpop_sent_at = monotonic()
+        poll_sent(self, self.client.connection)
         self._popping = count
         self.client.connection.send_command(
             "BLMPOP", wait_s or 0, len(keys), *keys, "RIGHT", "COUNT", count
@@ -122,14 +132,13 @@ class Channel(_RedisChannel):  # type: ignore[misc]
                 raise Empty()
             key, items = reply
             queue = bytes_to_str(key)[len(self.global_keyprefix or "") :].rsplit(self.sep, 1)[0]
-            self._queue_cycle.rotate(queue)
+            rotate_queues(self, queue)
             for item in items:  # in the order BRPOP would have taken them
-                self.connection._deliver(loads(bytes_to_str(item)), queue)
+                deliver(self, loads(bytes_to_str(item)), queue)
             return True
         finally:
-            self._in_poll = None
             self._popping = 0
-            self._flush_brpop_reauth()
+            poll_done(self)
 
 
 class Transport(kombu_redis.Transport):
@@ -143,5 +152,4 @@ def install() -> None:
         if kombu.transport.TRANSPORT_ALIASES.get(name) == path:
             continue  # installed already (every app of the process calls this)
         kombu.transport.TRANSPORT_ALIASES[name] = path
-        # kombu caches the class of each name it resolved: forget kombu's own.
-        kombu.transport._transport_cache.pop(name, None)  # type: ignore[attr-defined]
+        forget_transport(name)  # kombu cached its own class for the name

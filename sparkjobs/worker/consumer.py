@@ -22,6 +22,7 @@ from typing import Any
 from celery.worker.consumer import Consumer
 
 from sparkjobs.broker.app import SparkjobsApp
+from sparkjobs.broker.kombu_private import opened_default_channel
 from sparkjobs.worker.turn_writes import TurnWrites
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 class BrokerRestartConsumer(Consumer):
     """Celery's consumer, closing its channel safely when the broker connection is lost.
     With an event loop, the record of delivered messages and the announcements of runs'
-    ends are written once per turn of the loop (`TurnWrites`)."""
+    ends are written once per turn of the loop (`TurnWrites`). Its overrides of Celery's
+    methods are listed in kombu_private.CONSUMER_OVERRIDES."""
 
     hub: Any  # Celery's event loop (kombu's Hub), or None without one
     writes: TurnWrites | None = None
@@ -51,7 +53,7 @@ class BrokerRestartConsumer(Consumer):
 
     def on_connection_error_after_connected(self, exc: Exception) -> None:
         connection = self.connection
-        channel = getattr(connection, "_default_channel", None) if connection else None
+        channel = opened_default_channel(connection) if connection else None
         if channel is not None:
             try:
                 channel.close()

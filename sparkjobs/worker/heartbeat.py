@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from celery.signals import task_received
 
 from sparkjobs.broker.client import key, redis_client
+from sparkjobs.broker.kombu_private import worker_requests
 from sparkjobs.worker.units import Unit
 
 if TYPE_CHECKING:
@@ -67,12 +68,9 @@ def workers_key(config: Config) -> str:
 
 def held_units() -> list[Unit]:
     """The units whose messages this worker process holds (Celery's worker state)."""
-    from celery.worker import state
-
     for _ in range(5):  # the consumer thread changes these sets while we read them
         try:
-            scheduled = getattr(state, "scheduled_requests", ())  # Celery >= 5.6
-            requests = [*state.requests.values(), *scheduled]
+            requests = worker_requests()
             break
         except RuntimeError:
             continue

@@ -30,6 +30,12 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
 from sparkjobs.broker.client import key, queue_keys, redis_client
+from sparkjobs.broker.kombu_private import (
+    UNACKED_INDEX_KEY,
+    UNACKED_KEY,
+    restore_unacked,
+    unacked_payload,
+)
 from sparkjobs.broker.leader import LeaderLock
 from sparkjobs.broker.publish import (
     JOIN_TASK,
@@ -60,10 +66,6 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
-
-# kombu's Redis transport keeps delivered, unacknowledged messages here (under the prefix).
-UNACKED = "unacked"
-UNACKED_INDEX = "unacked_index"
 
 # A pass starts no sooner than this many times its predecessor's duration after that
 # one started (and never sooner than `interval_s` after it ended): at most 5% of the
@@ -210,17 +212,17 @@ class Reconciler:
 
     def _unacked(self) -> list[Unacked]:
         prefix = self.config.broker_key_prefix
-        raw: dict[bytes, bytes] = self.client.hgetall(prefix + UNACKED)  # type: ignore[assignment]
+        raw: dict[bytes, bytes] = self.client.hgetall(prefix + UNACKED_KEY)  # type: ignore[assignment]
         if not raw:
             return []
         ranked: list[tuple[bytes, float]] = self.client.zrange(  # type: ignore[assignment]
-            prefix + UNACKED_INDEX, 0, -1, withscores=True
+            prefix + UNACKED_INDEX_KEY, 0, -1, withscores=True
         )
         scores = dict(ranked)
         entries = []
         for tag, value in raw.items():
             try:
-                payload = json.loads(value)[0]
+                payload = unacked_payload(value)
             except (ValueError, IndexError, TypeError):
                 continue
             unit = decode_message(json.dumps(payload))
@@ -256,11 +258,11 @@ class Reconciler:
         unit = pending.unit
         prefix = self.config.broker_key_prefix
         for copy in copies:
-            if not self.client.hexists(prefix + UNACKED, copy.tag):
+            if not self.client.hexists(prefix + UNACKED_KEY, copy.tag):
                 continue  # acknowledged meanwhile: restoring it would push nothing
             try:
                 with self.app.connection_for_write() as connection:
-                    connection.default_channel.qos.restore_by_tag(copy.tag)  # type: ignore[attr-defined]
+                    restore_unacked(connection.default_channel, copy.tag)
             except Exception:
                 log.warning("reconciler: could not restore %s; publishing it anew", unit.key,
                             exc_info=True)  # fmt: skip
@@ -295,8 +297,8 @@ class Reconciler:
         prefix = self.config.broker_key_prefix
         pipe = self.client.pipeline(transaction=True)
         for entry in entries:
-            pipe.zrem(prefix + UNACKED_INDEX, entry.tag)
-            pipe.hdel(prefix + UNACKED, entry.tag)
+            pipe.zrem(prefix + UNACKED_INDEX_KEY, entry.tag)
+            pipe.hdel(prefix + UNACKED_KEY, entry.tag)
         pipe.execute()
 
     def _log(self, unit: Unit, action: str) -> None:

@@ -31,7 +31,8 @@ from typing import Any
 
 import redis
 from kombu.transport.virtual.base import QoS as VirtualQoS
-from kombu.utils.json import dumps
+
+from sparkjobs.broker.kombu_private import is_redis_qos, unacked_keys, unacked_record
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,9 @@ class TurnWrites:
         # A plain client on kombu's own pool: the same connections and settings, and
         # keys as they are (kombu's client would prefix a PUBLISH's channel again).
         self._client = client
-        self._index_key = prefix + qos.unacked_index_key
-        self._records_key = prefix + qos.unacked_key
+        records_key, index_key = unacked_keys(qos)
+        self._index_key = prefix + index_key
+        self._records_key = prefix + records_key
         self._lock = threading.Lock()  # tasks' threads announce; acknowledgements may too
         self._records: dict[str, str] = {}
         self._erased: list[str] = []
@@ -56,10 +58,11 @@ class TurnWrites:
         """Queue `channel`'s record writes; None (nothing changed) unless it is kombu's
         Redis channel."""
         qos = channel.qos
-        if not all(hasattr(qos, name) for name in ("unacked_key", "unacked_index_key")):
+        if not is_redis_qos(qos):
             return None
         client = redis.Redis(connection_pool=channel.pool)
         writes = cls(qos, client, getattr(channel, "global_keyprefix", "") or "")
+        # kombu_private.QOS_REPLACED lists the methods replaced here, kombu's signatures.
         qos.append, qos.ack = writes.append, writes.ack
         reject, restore = qos.reject, qos.restore_unacked_once
 
@@ -76,8 +79,7 @@ class TurnWrites:
 
     def append(self, message: Any, delivery_tag: str) -> None:
         """kombu's `QoS.append`, its Redis writes queued."""
-        delivery = message.delivery_info
-        record = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        record = unacked_record(message)
         with self._lock:
             self._records[delivery_tag] = record
         VirtualQoS.append(self.qos, message, delivery_tag)

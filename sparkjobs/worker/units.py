@@ -7,7 +7,6 @@ hold (from a message's kwargs), the reconciler names the units runs are waiting 
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Iterable, Mapping
@@ -17,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sparkjobs.broker.kombu_private import stored_message
 from sparkjobs.broker.publish import JOIN_TASK, PIECE_TASK, STEP_TASK
 from sparkjobs.store.models import PieceStatus, Run, Status, Step, StepPiece
 
@@ -69,11 +69,7 @@ class PendingUnit:
 def decode_message(raw: bytes | str) -> Unit | None:
     """The unit of a kombu message as the Redis transport stores it; None if not ours."""
     try:
-        message = json.loads(raw)
-        headers = message.get("headers") or {}
-        body: Any = message["body"]
-        if (message.get("properties") or {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
+        headers, body = stored_message(raw)
         decoded = json.loads(body)
         kwargs = decoded[1] if isinstance(decoded, list) and len(decoded) > 1 else None
     except (ValueError, KeyError, TypeError, IndexError):

@@ -14,8 +14,8 @@ import pytest
 
 from sparkjobs.broker.app import create_app
 from sparkjobs.broker.client import queue_keys
+from sparkjobs.broker.kombu_private import UNACKED_KEY as UNACKED
 from sparkjobs.broker.ping import await_pong, ping_node, send_ping
-from sparkjobs.worker.reconciler import UNACKED
 from tests.support.cluster import Cluster, wait_for_workers
 
 pytestmark = pytest.mark.redis
