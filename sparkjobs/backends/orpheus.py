@@ -13,6 +13,8 @@ from sparkjobs.backends.http import Health
 from sparkjobs.backends.speech import OnAudio, SpeechClient, SpeechResult
 from sparkjobs.errors import BadAudio, UnknownVoice
 
+# The voices of an Orpheus service that lists none in the config (its built-in set);
+# the simulator and the submit checks read them from here.
 ORPHEUS_VOICES = ("tara", "leah", "jess", "leo", "dan", "mia", "zac", "zoe")
 
 

@@ -13,6 +13,7 @@ import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sparkjobs.backends.orpheus import ORPHEUS_VOICES
 from sparkjobs.config import LLM_KINDS
 from sparkjobs.errors import BadInput, UnknownService
 from sparkjobs.jobs.check import check_job
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
     from sparkjobs.config import Config
 
 ORIGIN = Origin("<submit>", 0)
-# The voices of an Orpheus service that lists none in the config (its built-in set).
-DEFAULT_ORPHEUS_VOICES = ("tara", "leah", "jess", "leo", "dan", "mia", "zac", "zoe")
 
 
 def literal(text: str) -> str:
@@ -45,7 +44,7 @@ def speak_job(
     job = _checked(config, Job("speak", (step,), origin=ORIGIN), step)
     if voice is not None:
         chosen = config.services[_service_of(config, step)]
-        _one_of("voice", voice, chosen.voices or DEFAULT_ORPHEUS_VOICES, _service_of(config, step))
+        _one_of("voice", voice, chosen.voices or ORPHEUS_VOICES, _service_of(config, step))
     return job
 
 

@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from sparkjobs.backends.audio import wav_header
+from sparkjobs.backends.orpheus import ORPHEUS_VOICES
 from sparkjobs.config.sections import ServiceConfig, SimProfile
 from sparkjobs.sim.base import RequestProblem, SimService, log
 from sparkjobs.sim.faults import Fate
@@ -27,7 +28,6 @@ from sparkjobs.sim.pace import pause
 from sparkjobs.sim.textgen import SAMPLES_PER_FRAME, TOKENS_PER_FRAME
 from sparkjobs.sim.voice import speech_seconds, synthesize
 
-VOICES = ("tara", "leah", "jess", "leo", "dan", "mia", "zac", "zoe")
 BACKEND_TRIES = 3
 FRAME_BYTES = SAMPLES_PER_FRAME * 2
 
@@ -43,7 +43,7 @@ class OrpheusSim(SimService):
     ) -> None:
         super().__init__(name, service, profile)
         self.backend_url = backend_url
-        self.voices = service.voices or VOICES
+        self.voices = service.voices or ORPHEUS_VOICES
         self._serial = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
 
