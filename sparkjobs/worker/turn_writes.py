@@ -67,6 +67,13 @@ class TurnWrites:
         reject, restore = qos.reject, qos.restore_unacked_once
 
         def reject_written(delivery_tag: str, requeue: bool = False) -> None:
+            if channel.connection is None:
+                # Closed after a lost broker connection, a late reject of one of its
+                # messages would crash the worker (kombu reaches for the closed
+                # channel's pool). Its record stays in Redis and is restored.
+                log.info("reject of %s skipped: its channel closed with the broker "
+                         "connection; the message is restored", delivery_tag)  # fmt: skip
+                return
             writes.flush()  # a requeue reads the message back from its record
             reject(delivery_tag, requeue=requeue)
 

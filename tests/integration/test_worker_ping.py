@@ -163,4 +163,4 @@ def test_celerys_per_task_lines_are_logged_only_at_debug(
         time.sleep(0.1)
     text = log.read_text()
     assert "ready." in text  # the worker's own INFO lines are there either way
-    assert ("Task sparkjobs.broker.ping[" in text and "succeeded in" in text) is logged
+    assert ("Task sparkjobs.ping[" in text and "succeeded in" in text) is logged
