@@ -99,9 +99,14 @@ def every_component_works(
     wait_for("beat's lock", lambda: secured.redis.client().exists(lock), cluster)
     # Flower reads the workers and the tasks' events through the broker.
     with secured.flower() as flower:
-        workers = wait_for(
-            "Flower's workers", lambda: flower.get("/api/workers?refresh=1").json(), cluster
-        )
+
+        def both_workers() -> Any:
+            # Flower's refresh asks every worker with a short timeout: on a busy machine
+            # one of them may answer only to the next one.
+            found = flower.get("/api/workers?refresh=1").json()
+            return found if len(found) >= 2 else None
+
+        workers = wait_for("Flower's workers", both_workers, cluster)
         assert {name.split("@")[0] for name in workers} == {"spark1", "spark2"}
         tasks = wait_for(
             "Flower's tasks",
