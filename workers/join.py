@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from sparkjobs.backends.timings import real_time_factor
 from sparkjobs.broker.app import SparkjobsApp
 from sparkjobs.broker.notify import announce_finished
-from sparkjobs.broker.publish import JOIN_TASK, publish_step
+from sparkjobs.broker.publish import JOIN_TASK
+from sparkjobs.dispatch.admission import send_step
 from sparkjobs.errors import BadAudio, PermanentError
 from sparkjobs.execution.audio import read_artifact, record_wav, store_wav
 from sparkjobs.execution.context import find_step, load_context, sessions_for
@@ -53,7 +54,7 @@ def join_audio(self: Task[Any, Any], run_id: str, index: int, service: str) -> N
         expected, started_at = step.pieces_total, step.started_at
     if attempt is None:
         if follow is not None:
-            publish_step(app, run, follow.index, follow.service)
+            send_step(app, run, follow.index, follow.service, kind=follow.name)
         return
     what = f"step {index} (speak on {service}), join"
 
@@ -94,7 +95,7 @@ def join_audio(self: Task[Any, Any], run_id: str, index: int, service: str) -> N
     if ended:  # after the commit: whoever waits reads SQL now
         announce_finished(config, app.announcer, run, Status.SUCCEEDED)
     if follow is not None:
-        publish_step(app, run, follow.index, follow.service)
+        send_step(app, run, follow.index, follow.service, kind=follow.name)
 
 
 def _synthesized(

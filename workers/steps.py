@@ -19,9 +19,9 @@ from sparkjobs.backends import OrpheusClient, ServerClient
 from sparkjobs.backends.shared import shared_client
 from sparkjobs.broker.app import SparkjobsApp
 from sparkjobs.broker.notify import announce_finished
-from sparkjobs.broker.publish import STEP_TASK, publish_join, publish_piece, publish_step
+from sparkjobs.broker.publish import STEP_TASK, publish_join
 from sparkjobs.config import Config
-from sparkjobs.dispatch.admission import call_slot, release_current
+from sparkjobs.dispatch.admission import call_slot, release_current, send_piece, send_step
 from sparkjobs.errors import BadInput, UnknownVoice
 from sparkjobs.execution.audio import read_artifact, record_wav, store_wav_soon
 from sparkjobs.execution.context import StepContext, sessions_for
@@ -153,8 +153,8 @@ def _record_success(
 def _move_on(app: SparkjobsApp, context: StepContext, follow: NextStep | None) -> None:
     """Queue the run's next step, if there is one to queue (labelled from the context)."""
     if follow is not None:
-        publish_step(app, context.run_id, follow.index, follow.service, kind=follow.name,
-                     job=context.job, steps=context.steps)  # fmt: skip
+        send_step(app, context.run_id, follow.index, follow.service, kind=follow.name,
+                  job=context.job, steps=context.steps)  # fmt: skip
 
 
 def _execute(config: Config, context: StepContext) -> Output:
@@ -246,8 +246,10 @@ def _fan_out(
         if run_ended(session, context.run_id):  # cancelled meanwhile: queue nothing more
             todo, ready = [], False
     job, steps = context.job, context.steps  # for the labels: no store read per message
+    # In text order: on a serial server the line keeps it, so the first piece is
+    # spoken first and each one is handed the slot the one before gave back.
     for piece in todo:
-        publish_piece(app, context.run_id, context.index, piece, context.service,
-                      job=job, steps=steps)  # fmt: skip
+        send_piece(app, context.run_id, context.index, piece, context.service,
+                   job=job, steps=steps)  # fmt: skip
     if ready:
         publish_join(app, context.run_id, context.index, context.service, job=job, steps=steps)

@@ -19,6 +19,10 @@ from sparkjobs.broker.labels import task_label
 INTERACTIVE_PRIORITY = 0
 BACKGROUND_PRIORITY = 6
 
+# A message published with a slot of its service reserved for it names its unit here,
+# so that its task gives the slot back if it ends without claiming it.
+RESERVED_HEADER = "sparkjobs_reserved"
+
 STEP_TASK = "sparkjobs.step"
 PIECE_TASK = "sparkjobs.speak_piece"
 JOIN_TASK = "sparkjobs.join_audio"
@@ -45,29 +49,33 @@ def publish_step(
     steps: int | None = None,
     kind: str | None = None,
     producer: Any = None,
+    reserved: str | None = None,
 ) -> None:
     """Queue step `index` of a run on its service's node.
 
     `job`, `steps`, `kind`: the run's job name, its number of steps and this step's
     kind, for the message's Flower label (`labels.task_label`); the store is read
     for whichever is missing. `producer`: a kombu producer to reuse (bulk publishing).
+    `reserved`: the unit a slot of the service is reserved for (`RESERVED_HEADER`).
     """
     label = task_label(app, run_id, index, service, job=job, steps=steps, kind=kind)
     app.send_task(STEP_TASK, kwargs={"run_id": str(run_id), "index": index, "service": service},
-                  kwargsrepr=label, producer=producer,
+                  kwargsrepr=label, producer=producer, **_reserved(reserved),
                   **message_priority(app, interactive))  # fmt: skip
 
 
 def publish_piece(
     app: Celery, run_id: uuid.UUID, index: int, piece: int, service: str,
     *, interactive: bool | None = None, job: str | None = None, steps: int | None = None,
+    reserved: str | None = None,
 ) -> None:  # fmt: skip
-    """Queue the synthesis of one piece of step `index`'s text (`job`, `steps`: for
-    the label, as in `publish_step`)."""
+    """Queue the synthesis of one piece of step `index`'s text (`job`, `steps`,
+    `reserved`: as in `publish_step`)."""
     kwargs = {"run_id": str(run_id), "index": index, "piece": piece, "service": service}
     label = task_label(app, run_id, index, service, part=f"piece {piece + 1}", job=job,
                        steps=steps, kind=None if job is None else "speak")  # fmt: skip
-    app.send_task(PIECE_TASK, kwargs=kwargs, kwargsrepr=label, **message_priority(app, interactive))
+    app.send_task(PIECE_TASK, kwargs=kwargs, kwargsrepr=label, **_reserved(reserved),
+                  **message_priority(app, interactive))  # fmt: skip
 
 
 def publish_join(
@@ -79,3 +87,7 @@ def publish_join(
                        kind=None if job is None else "speak")  # fmt: skip
     app.send_task(JOIN_TASK, kwargs={"run_id": str(run_id), "index": index, "service": service},
                   kwargsrepr=label, **message_priority(app, interactive))  # fmt: skip
+
+
+def _reserved(unit: str | None) -> dict[str, Any]:
+    return {} if unit is None else {"headers": {RESERVED_HEADER: unit}}

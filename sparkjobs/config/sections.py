@@ -111,7 +111,7 @@ class DispatchConfig(Section):
         default=30.0, gt=0, description="the longest countdown between two waits for health"
     )
     lease_poll_s: float = Field(
-        default=0.5, ge=0, description="how long a thread polls for a free lease before requeueing"
+        default=0.5, ge=0, description="unused: work waits in its service's line (older configs)"
     )
     max_server_waiting: int = Field(
         default=8, ge=0, description="vLLM: requests waiting on the server above this hold work"

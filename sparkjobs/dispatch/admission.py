@@ -20,12 +20,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from celery import Task
+from celery.exceptions import Ignore
 from celery.signals import task_postrun
 
+from sparkjobs.broker.publish import PIECE_TASK, RESERVED_HEADER, STEP_TASK
+from sparkjobs.broker.units import Unit
+from sparkjobs.dispatch import handoff
 from sparkjobs.dispatch.gate import Gate, ServerUnavailable
+from sparkjobs.dispatch.handoff import publish_handed
 from sparkjobs.dispatch.leases import Lease
 from sparkjobs.dispatch.retry import CELERY_MAX_RETRIES
-from sparkjobs.dispatch.standing import Standing
+from sparkjobs.dispatch.standing import GATED_KINDS, Standing
 from sparkjobs.dispatch.waits import Wait, record_wait
 from sparkjobs.store.engine import shared_sessions
 from sparkjobs.store.runs import utc_now
@@ -49,6 +54,8 @@ class Ticket:
     failures: int  # failed attempts so far (of this piece, for a piece)
     gate: Gate
     lease: Lease | None = None
+    unit: str = ""  # the unit of work's key: its name in the service's line
+    claimed: bool = False  # it took a lease (the one reserved for it, if there was one)
 
 
 _current = threading.local()
@@ -66,7 +73,8 @@ def current_ticket() -> Ticket | None:
 
 @functools.lru_cache(maxsize=8)
 def _gate(app: SparkjobsApp) -> Gate:
-    return Gate(app.sparkjobs_config, app.redis)
+    # A slot this process frees or finds is handed on: it publishes the units handed it.
+    return Gate(app.sparkjobs_config, app.redis, hand=functools.partial(publish_handed, app))
 
 
 def gate_of(app: SparkjobsApp) -> Gate:
@@ -94,27 +102,84 @@ def admit_at_once(
     if standing.status.terminal or not standing.gated():
         return False
     gate = gate_of(app)
-    ticket = Ticket(service, standing.step_id, standing.interactive, standing.failures, gate)
-    waiter = f"{run_id}:{index}:"
+    unit = unit_of(run_id, index, None)
+    ticket = Ticket(service, standing.step_id, standing.interactive, standing.failures, gate,
+                    unit=unit)  # fmt: skip
     try:
-        answer = gate.check(service, waiter=waiter, interactive=ticket.interactive,
-                            health_wait_since=None, now=utc_now(), poll=False)  # fmt: skip
+        answer = gate.check(service, unit=unit, interactive=ticket.interactive,
+                            health_wait_since=None, now=utc_now(), join=False)  # fmt: skip
     except ServerUnavailable:  # not raised without a wait start; `admit` decides
         return False
     if not isinstance(answer, Lease):
         return False
-    ticket.lease = answer
+    ticket.lease, ticket.claimed = answer, True
     _current.ticket = ticket
     return True
 
 
+def unit_of(run_id: str | uuid.UUID, index: int, piece: int | None) -> str:
+    """The key of a step's (or a piece's) unit of work, as its messages name it."""
+    task = STEP_TASK if piece is None else PIECE_TASK
+    return Unit(task, uuid.UUID(str(run_id)), index, piece).key
+
+
 def wait_then_retry(task: Task[Any, Any], ticket: Ticket, wait: Wait) -> None:
-    """Record `wait` on the ticket's step and hand the message back with its countdown."""
+    """Record `wait` on the ticket's step, then leave: in the service's line the unit
+    waits as no message at all (its message is acknowledged, and published again when
+    a slot is handed to it); any other wait hands the message back with its countdown.
+
+    Raises:
+        celery.exceptions.Ignore: the unit waits in line.
+        celery.exceptions.Retry: the message comes back after `wait.delay_s`.
+    """
     app = cast("SparkjobsApp", task.app)
     with shared_sessions(app.sparkjobs_config.database).begin() as session:
         record_wait(session, ticket.step_id, wait)
+    if wait.place is not None:
+        log.info("%s: %s", ticket.unit, wait.text)
+        raise Ignore()
     raise task.retry(countdown=wait.delay_s, max_retries=CELERY_MAX_RETRIES,
                      priority=priority(ticket.interactive))  # fmt: skip
+
+
+def interactive_now(app: SparkjobsApp) -> bool:
+    """Whether the task this thread runs is interactive work: its ticket says, else its
+    message's priority (0, the highest, is interactive work's)."""
+    ticket = current_ticket()
+    if ticket is not None:
+        return ticket.interactive
+    request = getattr(app.current_worker_task, "request", None)
+    info = getattr(request, "delivery_info", None) or {}
+    return bool(info.get("priority") == INTERACTIVE_PRIORITY)
+
+
+def send_step(
+    app: SparkjobsApp, run_id: uuid.UUID, index: int, service: str, *, kind: str | None,
+    interactive: bool | None = None, **label: Any,
+) -> bool:  # fmt: skip
+    """Publish step `index` of a run, or leave it in its service's line (a kind that
+    calls the server); `interactive`: default the running task's. True: published."""
+    interactive = interactive_now(app) if interactive is None else interactive
+    unit = Unit(STEP_TASK, run_id, index)
+    return send(app, unit, service, interactive=interactive, gated=kind in GATED_KINDS,
+                kind=kind, **label)  # fmt: skip
+
+
+def send_piece(
+    app: SparkjobsApp, run_id: uuid.UUID, index: int, piece: int, service: str, **label: Any
+) -> bool:
+    """Publish one piece of a long speech, or leave it in its service's line."""
+    unit = Unit(PIECE_TASK, run_id, index, piece)
+    return send(app, unit, service, interactive=interactive_now(app), gated=True, **label)
+
+
+def send(
+    app: SparkjobsApp, unit: Unit, service: str, *, interactive: bool, gated: bool, **label: Any
+) -> bool:
+    """Publish `unit` now if a slot is reserved for it (or it needs none), else leave it
+    in its service's line (`sparkjobs.dispatch.handoff.send`). True when published."""
+    return handoff.send(app, gate_of(app), unit, service, interactive=interactive,
+                        gated=gated, **label)  # fmt: skip
 
 
 @contextmanager
@@ -139,7 +204,19 @@ def release_current() -> None:
 
 
 @task_postrun.connect(weak=False)
-def _after_task(**_: Any) -> None:
-    # A task that raised before its call (or never reached it) must not keep a slot.
+def _after_task(task: Task[Any, Any] | None = None, kwargs: Any = None, **_: Any) -> None:
+    # A task that raised before its call (or never reached it) must not keep a slot,
+    # nor the one reserved for it that it never claimed.
+    ticket = current_ticket()
     release_current()
     _current.ticket = None
+    headers = getattr(getattr(task, "request", None), "headers", None) or {}
+    unit = headers.get(RESERVED_HEADER)
+    if not unit or task is None or (ticket is not None and ticket.claimed):
+        return
+    service = (kwargs or {}).get("service")
+    try:
+        if isinstance(service, str):
+            gate_of(cast("SparkjobsApp", task.app)).give_back(service, str(unit))
+    except Exception:  # the reservation's TTL frees it anyway
+        log.warning("could not give back the slot reserved for %s", unit, exc_info=True)

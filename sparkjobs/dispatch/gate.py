@@ -1,27 +1,30 @@
 """The gate before a call to a model server: health, backpressure, then a lease.
 
-`Gate.check` answers with a lease (go now) or a `Wait` (try again after its delay):
-a server that is down or loading makes the step wait with a growing delay, until the
-job's wait deadline, after which `ServerUnavailable` says which server and for how
-long; an overloaded server holds work back briefly; a full service makes the thread
-wait a moment for a slot (woken as soon as one is released), then hand its message
-back with a short countdown rather than hold a worker thread.
+`Gate.check` answers with a lease (go now) or a `Wait`: a server that is down or
+loading makes the step wait with a growing delay, until the job's wait deadline,
+after which `ServerUnavailable` says which server and for how long; an overloaded
+server holds work back briefly; a full service puts the unit in its line
+(`sparkjobs.dispatch.leases`), where it holds no worker thread and no message until a
+slot is handed to it. Whoever frees or finds a slot for others hands it on: the gate
+calls `hand` with the units to publish.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import time
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from sparkjobs.broker.client import key
 from sparkjobs.dispatch.health import HealthBoard, Probe, Reading, ServerState
-from sparkjobs.dispatch.leases import Lease, Leases, Renewer
+from sparkjobs.dispatch.leases import Handed, Lease, Leases, Renewer, reservation
 from sparkjobs.dispatch.retry import max_countdown_s
-from sparkjobs.dispatch.waits import Wait, WaitKind
+from sparkjobs.dispatch.waits import Wait, WaitKind, in_line
 from sparkjobs.errors import PermanentError
 
 if TYPE_CHECKING:
@@ -29,9 +32,19 @@ if TYPE_CHECKING:
 
     from sparkjobs.config import Config
 
-WAKE_S = 0.25  # a waiting thread re-checks at least this often (expired leases free no token)
-LEASE_RETRY_S = (0.05, 0.3)  # countdown range after a thread gave up polling for a lease
+log = logging.getLogger(__name__)
+
 BACKPRESSURE_RETRY_S = (0.5, 2.0)
+# Who publishes the messages of units handed a slot: (service, units).
+Hand = Callable[[str, "tuple[Handed, ...]"], None]
+
+
+class Seat(StrEnum):
+    """Where a unit stands before its message is published (`Gate.reserve`)."""
+
+    RESERVED = "reserved"  # a slot is reserved for it: publish, naming the reservation
+    IN_LINE = "in line"  # it waits in its service's line: publish nothing now
+    OPEN = "open"  # the server is not up: publish; its task waits for the server
 
 
 class ServerUnavailable(PermanentError):
@@ -50,9 +63,10 @@ def health_delay_s(
 class Gate:
     """Admission to the services of one cluster, for the threads of one process."""
 
-    def __init__(self, config: Config, client: redis.Redis) -> None:
+    def __init__(self, config: Config, client: redis.Redis, hand: Hand | None = None) -> None:
         self.config = config
         self.client = client
+        self.hand = hand
         self.leases = Leases(client, functools.partial(key, config),
                              ttl_s=config.dispatch.lease_ttl_s)  # fmt: skip
         self.board = HealthBoard(client, config)
@@ -63,33 +77,35 @@ class Gate:
         self,
         service: str,
         *,
-        waiter: str,
+        unit: str,
         interactive: bool,
         health_wait_since: datetime | None,
         now: datetime,
-        poll: bool = True,
+        join: bool = True,
     ) -> Lease | Wait:
         """A lease of `service`, or why not and when to try again.
 
         Args:
-            waiter: the caller's id, stable across retries (run, step and piece).
-            interactive: interactive work takes free slots before background work.
+            unit: the caller's unit of work (its key), stable across retries.
+            interactive: interactive work waits ahead of background work.
             health_wait_since: when this step began waiting for the server's health
                 (None: it was not waiting for it).
             now: the current time (aware), for the wait deadline.
-            poll: wait up to `dispatch.lease_poll_s` for a slot; False: one try only.
+            join: join the service's line when no slot is free (a lease wait then
+                has a `place`); False: one try, leaving nothing behind.
 
         Raises:
             ServerUnavailable: the server has been down or loading past the deadline.
         """
         spec = self.config.services[service]
         limit = spec.in_flight_limit
-        # One round trip: the health reading, and a slot if the reading allows one.
+        # One round trip: the health reading, and a slot (or a place in line) if the
+        # reading allows one.
         lease, attempt = self.leases.try_acquire(
-            service, limit, interactive=interactive, waiter=waiter,
-            waiter_ttl_s=self._waiter_ttl_s(),
+            service, limit, unit=unit, interactive=interactive, join=join,
             health=(self.board.key(service), ServerState.UP.value),
         )  # fmt: skip
+        self._hand_on(service, attempt.handed)
         reading = None if attempt.health is None else Reading.from_json(attempt.health)
         if reading is not None and not reading.state.reachable:
             waited_s = (now - health_wait_since).total_seconds() if health_wait_since else 0.0
@@ -107,50 +123,50 @@ class Gate:
             return Wait(
                 WaitKind.BACKPRESSURE, text, min(self.cap_s, _between(BACKPRESSURE_RETRY_S))
             )
-        if lease is None and poll:
-            poll_s = self.config.dispatch.lease_poll_s
-            lease = self._poll(service, limit, poll_s, waiter=waiter, interactive=interactive)
         if lease is not None:
             self.renewer.add(lease)
             return lease
-        ahead = "" if interactive else " (or kept for interactive work)"
-        text = f"all {limit} slot(s) of {service} are in use{ahead}"
-        return Wait(WaitKind.LEASE, text, min(self.cap_s, _between(LEASE_RETRY_S)))
+        return Wait(WaitKind.LEASE, in_line(service, attempt.place, limit), 0.0, attempt.place)
 
-    def _poll(
-        self, service: str, limit: int, poll_s: float, *, waiter: str, interactive: bool
-    ) -> Lease | None:
-        """After a try that found no slot: wait up to `poll_s` for one, woken when one
-        is released, and try again."""
-        until = time.monotonic() + poll_s
-        while (left := until - time.monotonic()) > 0:
-            self.client.blpop([self.freed_key(service)], timeout=min(WAKE_S, left))
-            lease, _ = self.leases.try_acquire(
-                service, limit, interactive=interactive, waiter=waiter,
-                waiter_ttl_s=self._waiter_ttl_s(),
-            )  # fmt: skip
-            if lease is not None:
-                return lease
-        return None
+    def reserve(self, service: str, unit: str, *, interactive: bool) -> Seat:
+        """Before `unit`'s message is published: a slot reserved for it (publish it,
+        naming the reservation), a place in the line (publish nothing: the slot is
+        handed to it, and its message published, when its turn comes), or, when the
+        server is not up, neither (publish it: its task waits for the server)."""
+        limit = self.config.services[service].in_flight_limit
+        lease, attempt = self.leases.try_acquire(
+            service, limit, holder=reservation(unit), unit=unit, interactive=interactive,
+            join=True, health=(self.board.key(service), ServerState.UP.value),
+        )  # fmt: skip
+        self._hand_on(service, attempt.handed)
+        if lease is not None:
+            return Seat.RESERVED
+        return Seat.IN_LINE if attempt.place is not None else Seat.OPEN
 
-    def _waiter_ttl_s(self) -> float:
-        """An interactive waiter stays registered a little beyond its next try."""
-        return self.config.dispatch.lease_poll_s + LEASE_RETRY_S[1] + 5.0
-
-    def freed_key(self, service: str) -> str:
-        return key(self.config, "lease", service, "freed")
+    def give_back(self, service: str, unit: str) -> None:
+        """A task ends without having claimed the slot reserved for its unit (its step
+        had finished, or it waits for its server's health): the slot is handed on."""
+        limit = self.config.services[service].in_flight_limit
+        self._hand_on(service, self.leases.release(Lease(service, reservation(unit), limit)))
 
     def release(self, lease: Lease) -> None:
-        """Give a slot back and wake one thread waiting for it, in any process."""
+        """Give a slot back, handed at once to the head of the service's line."""
         self.renewer.remove(lease)
-        freed = self.freed_key(lease.service)
-        # One round trip: the slot is given back before the wake-up is pushed.
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zrem(self.leases.holders_key(lease.service), lease.holder)
-        pipe.lpush(freed, "1")
-        pipe.ltrim(freed, 0, 63)
-        pipe.pexpire(freed, 2000)
-        pipe.execute()
+        self._hand_on(lease.service, self.leases.release(lease))
+
+    def drain(self, service: str) -> int:
+        """Hand every free slot of `service` to its line (slots that expired leases
+        freed); how many units were handed one."""
+        handed = self.leases.drain(service, self.config.services[service].in_flight_limit)
+        self._hand_on(service, handed)
+        return len(handed)
+
+    def _hand_on(self, service: str, handed: tuple[Handed, ...]) -> None:
+        if handed and self.hand is not None:
+            self.hand(service, handed)
+        elif handed:  # nobody here can publish: the reservations expire, and drain again
+            log.warning("%d unit(s) of %s were handed a slot with no publisher", len(handed),
+                        service)  # fmt: skip
 
     def report_unreachable(self, service: str, detail: str) -> None:
         """A call found the server unreachable: say so now, before the next probe does."""

@@ -1,14 +1,19 @@
-"""Cluster-wide in-flight limits: a lease per call to a model server, held in Redis.
+"""Cluster-wide in-flight limits, and the line of work waiting for them, in Redis.
 
-Each service has a sorted set of holder -> expiry (milliseconds on Redis' own clock,
-so hosts need not agree on the time). A Lua script drops expired holders and admits a
-new one only under the service's `max_in_flight`, atomically, so every worker process
-and thread of every node shares one limit. A holder renews its lease while its call
-runs; a worker that is killed stops renewing, and its slot frees itself after the TTL.
+Each service has a sorted set of holders -> expiry (milliseconds on Redis' own clock,
+so hosts need not agree on the time), and a line: a sorted set of the units of work
+waiting for a slot, scored by priority band (interactive first) then arrival. Lua
+scripts change both atomically, so every worker process and thread of every node
+shares one limit and one line. A holder renews its lease while its call runs; a
+worker that is killed stops renewing, and its slot frees itself after the TTL.
 
-Interactive work goes first: an interactive acquirer that finds no slot registers as
-a waiter (with a TTL of its own), and background acquirers leave as many free slots
-as there are interactive waiters.
+A caller that finds no slot free (or a line ahead of it) joins the line and holds
+nothing while it waits. A freed slot is handed to the head of the line at once: it is
+reserved for that unit (a holder named `reserved:<unit>`, with the lease TTL) and the
+unit is returned to whoever freed the slot, who publishes its message. The unit's
+task then claims the reservation as its lease. Nothing polls: a slot changes hands
+when it is released, when a caller joins the line and finds a slot an expired lease
+freed, or when the reconciler drains the lines (`drain`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,58 +31,104 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# KEYS: holders zset, interactive waiters zset, and optionally the service's health
-# reading (a JSON string, `sparkjobs.dispatch.health.Reading`).
-# ARGV: holder, limit, ttl_ms, interactive (0/1), waiter, waiter_ttl_ms, and with the
-# reading, the state that admits ("up").
-# Returns {admitted (0/1), holders, interactive waiters, the reading or nil}. A reading
-# in any other state admits nobody and registers no waiter: the caller reads why.
-ACQUIRE = """
+# A line's score: the priority band (0 interactive, 1 background) times this, plus the
+# unit's arrival number in its service's line (a counter in Redis, so that units that
+# arrive in one millisecond keep their order); the sum stays an exact double.
+BAND = 10**13
+RESERVED = "reserved:"  # the holder name of a reserved slot is this and the unit's key
+
+# Shared by the scripts: the current time, the two constants above (RESERVED, BAND),
+# and handing free slots to the line's head. hand_off returns whether `own` (the
+# caller's unit) was at the head and now holds `own_holder`, and the units handed a
+# reservation, as {unit, score, ...}.
+_COMMON = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local RESERVED, BAND = 'reserved:', 10000000000000
+local function hand_off(holders, line, limit, ttl, own, own_holder)
+  local handed, admitted = {}, 0
+  local free = limit - redis.call('ZCARD', holders)
+  while free > 0 do
+    local head = redis.call('ZRANGE', line, 0, 0, 'WITHSCORES')
+    if #head == 0 then break end
+    redis.call('ZREM', line, head[1])
+    if head[1] == own then
+      redis.call('ZADD', holders, now + ttl, own_holder)
+      admitted = 1
+    else
+      redis.call('ZADD', holders, now + ttl, RESERVED .. head[1])
+      handed[#handed + 1] = head[1]
+      handed[#handed + 1] = head[2]
+    end
+    free = free - 1
+  end
+  if admitted == 1 or #handed > 0 then redis.call('PEXPIRE', holders, ttl * 2) end
+  return admitted, handed
+end
+"""
+
+# KEYS: holders, line, the line's arrival counter, and optionally the service's health
+# reading (a JSON string, `sparkjobs.dispatch.health.Reading`).
+# ARGV: holder, limit, ttl_ms, unit ('' for none), band (0/1), join (0/1), and with the
+# reading, the state that admits ("up").
+# Returns {admitted (0/1), holders, place in line (0-based, -1: not in line), the
+# reading or nil, handed units}. A reading in any other state admits nobody and joins
+# nothing: the caller reads why.
+ACQUIRE = (
+    _COMMON
+    + """
+local holders, line = KEYS[1], KEYS[2]
+local holder, limit, ttl, unit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+redis.call('ZREMRANGEBYSCORE', holders, '-inf', now)
 local reading = false
-if KEYS[3] then
-  reading = redis.call('GET', KEYS[3])
+if KEYS[4] then
+  reading = redis.call('GET', KEYS[4])
   if reading then
     local ok, decoded = pcall(cjson.decode, reading)
     if ok and type(decoded) == 'table' and decoded['state'] ~= ARGV[7] then
-      return {0, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), reading}
+      return {0, redis.call('ZCARD', holders), -1, reading, {}}
     end
   end
 end
-local limit = tonumber(ARGV[2])
-local interactive = ARGV[4] == '1'
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-  return {1, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), reading}
+local function take()
+  redis.call('ZADD', holders, now + ttl, holder)
+  redis.call('PEXPIRE', holders, ttl * 2)
+  if unit ~= '' then redis.call('ZREM', line, unit) end
+  return {1, redis.call('ZCARD', holders), -1, reading, {}}
 end
-local held = redis.call('ZCARD', KEYS[1])
-local waiting = redis.call('ZCARD', KEYS[2])
-if interactive and redis.call('ZSCORE', KEYS[2], ARGV[5]) then
-  waiting = waiting - 1
+if redis.call('ZSCORE', holders, holder) then return take() end
+if unit ~= '' then
+  local reserved = RESERVED .. unit
+  if reserved ~= holder and redis.call('ZREM', holders, reserved) == 1 then return take() end
 end
-local free = limit - held
-local admitted = free > 0
-if admitted and not interactive then
-  admitted = free > waiting
+local held = redis.call('ZCARD', holders)
+if held < limit and redis.call('ZCARD', line) == 0 then return take() end
+if ARGV[6] ~= '1' or unit == '' then
+  return {0, held, -1, reading, {}}
 end
-if admitted then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
-  if interactive then redis.call('ZREM', KEYS[2], ARGV[5]) end
-  return {1, held + 1, waiting, reading}
+if not redis.call('ZSCORE', line, unit) then
+  local arrival = redis.call('INCR', KEYS[3]) % BAND
+  redis.call('ZADD', line, tonumber(ARGV[5]) * BAND + arrival, unit)
 end
-if interactive then
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[5])
-  if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[6]) * 2 then
-    redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]) * 2)
-  end
-  waiting = waiting + 1
-end
-return {0, held, waiting, reading}
+local admitted, handed = hand_off(holders, line, limit, ttl, unit, holder)
+local place = -1
+if admitted == 0 then place = redis.call('ZRANK', line, unit) end
+return {admitted, redis.call('ZCARD', holders), place, reading, handed}
 """
+)
+
+# KEYS: holders, line. ARGV: holder ('' for none), limit, ttl_ms.
+# Gives the holder's slot back and hands every free slot to the line's head.
+# Returns the handed units {unit, score, ...}.
+RELEASE = (
+    _COMMON
+    + """
+if ARGV[1] ~= '' then redis.call('ZREM', KEYS[1], ARGV[1]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local _, handed = hand_off(KEYS[1], KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]), '', '')
+return handed
+"""
+)
 
 # KEYS: holders zset. ARGV: holder, ttl_ms. Returns 1 if the lease was still held.
 RENEW = """
@@ -103,30 +154,58 @@ return redis.call('ZCARD', KEYS[1])
 
 
 @dataclass(frozen=True)
+class Handed:
+    """A unit of work that was handed a reserved slot: its message must be published."""
+
+    unit: str  # the unit's key (`sparkjobs.broker.units.Unit.key`)
+    interactive: bool
+
+
+@dataclass(frozen=True)
 class Attempt:
     """What one try to take a lease found."""
 
     admitted: bool
-    held: int  # holders after the try
-    interactive_waiting: int
+    held: int  # holders after the try (reservations included)
+    place: int | None = None  # 0-based place in the service's line; None: not in it
     health: bytes | None = None  # the reading read with it (`try_acquire(health=)`)
+    handed: tuple[Handed, ...] = ()  # units the try handed a slot to (to publish)
 
 
 @dataclass(frozen=True)
 class Lease:
-    """A slot of a service, held by `holder` until released or expired."""
+    """A slot of a service, held by `holder` until released or expired; `limit` is the
+    service's limit it was taken under (what a release hands on)."""
 
     service: str
     holder: str
+    limit: int = field(default=1, compare=False)
+
+
+def reservation(unit: str) -> str:
+    """The holder name of a slot reserved for `unit` until its task claims it."""
+    return RESERVED + unit
+
+
+def _handed(flat: list[Any]) -> tuple[Handed, ...]:
+    units, scores = flat[0::2], flat[1::2]
+    return tuple(
+        Handed(_text(unit), int(float(_text(score))) // BAND == 0)
+        for unit, score in zip(units, scores, strict=True)
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Leases:
-    """The lease sets of every service, under `prefix` in one Redis.
+    """The lease sets and lines of every service, under `prefix` in one Redis.
 
     Args:
         client: a redis-py client.
         key: builds a key from parts (`sparkjobs.broker.client.key` bound to the config).
-        ttl_s: how long a lease lives without renewal.
+        ttl_s: how long a lease (or a reservation) lives without renewal.
     """
 
     def __init__(self, client: redis.Redis, key: Callable[..., str], *, ttl_s: float) -> None:
@@ -134,14 +213,18 @@ class Leases:
         self.key = key
         self.ttl_ms = max(1, round(ttl_s * 1000))
         self._acquire: Any = client.register_script(ACQUIRE)
+        self._release: Any = client.register_script(RELEASE)
         self._renew: Any = client.register_script(RENEW)
         self._count: Any = client.register_script(COUNT)
 
     def holders_key(self, service: str) -> str:
         return self.key("lease", service)
 
-    def waiters_key(self, service: str) -> str:
-        return self.key("lease", service, "interactive")
+    def line_key(self, service: str) -> str:
+        return self.key("line", service)
+
+    def arrivals_key(self, service: str) -> str:
+        return self.key("line", service, "arrivals")
 
     def try_acquire(
         self,
@@ -149,37 +232,41 @@ class Leases:
         limit: int,
         *,
         holder: str | None = None,
+        unit: str = "",
         interactive: bool = False,
-        waiter: str = "",
-        waiter_ttl_s: float = 0.0,
+        join: bool = False,
         health: tuple[str, str] | None = None,
     ) -> tuple[Lease | None, Attempt]:
-        """Take a slot of `service` if fewer than `limit` are held (and, for background
-        work, more are free than interactive waiters want).
+        """Take a slot of `service`: the one reserved for `unit`, or a free one when
+        nobody waits in its line; else, with `join`, wait in the line.
 
         With `health`, the service's health reading is read in the same round trip
         (`Attempt.health`), and a reading in any other state than the healthy one
-        admits nobody; no reading at all admits as usual.
+        admits nobody and joins nothing; no reading at all admits as usual.
 
         Args:
             holder: the lease's id (default: a fresh one).
-            interactive: whether the caller is interactive work.
-            waiter: the caller's stable id across retries (a run's step or piece);
-                an interactive caller that gets no slot is registered under it.
-            waiter_ttl_s: how long that registration lasts without a new try.
+            unit: the unit of work asking (its key), stable across tries: it names
+                its place in the line and the slot reserved for it.
+            interactive: interactive work waits ahead of background work.
+            join: join the line when no slot can be taken now (needs `unit`); a slot
+                an expired lease left free is then handed to the line's head, which
+                may be the caller, and to others (`Attempt.handed`, to publish).
             health: the key of the service's health reading and the state that admits
                 (the caller's health model, not this module's).
         """
         holder = holder or uuid.uuid4().hex
-        keys = [self.holders_key(service), self.waiters_key(service)]
-        waiter_ttl_ms = max(1, round(waiter_ttl_s * 1000))
-        args = [holder, limit, self.ttl_ms, int(interactive), waiter or holder, waiter_ttl_ms]
+        keys = [self.holders_key(service), self.line_key(service), self.arrivals_key(service)]
+        args: list[Any] = [holder, limit, self.ttl_ms, unit, 0 if interactive else 1, int(join)]
         if health is not None:
             keys.append(health[0])
             args.append(health[1])
-        admitted, held, waiting, reading = self._acquire(keys=keys, args=args)
-        attempt = Attempt(bool(admitted), int(held), int(waiting), reading)
-        return (Lease(service, holder) if attempt.admitted else None), attempt
+        admitted, held, place, reading, handed = self._acquire(keys=keys, args=args)
+        attempt = Attempt(
+            bool(admitted), int(held), None if int(place) < 0 else int(place),
+            reading or None, _handed(handed),
+        )  # fmt: skip
+        return (Lease(service, holder, limit) if attempt.admitted else None), attempt
 
     def renew(self, lease: Lease) -> bool:
         """Extend the lease by the TTL; False when it had expired (and was dropped)."""
@@ -187,17 +274,36 @@ class Leases:
             self._renew(keys=[self.holders_key(lease.service)], args=[lease.holder, self.ttl_ms])
         )
 
-    def release(self, lease: Lease) -> None:
-        """Give the slot back."""
-        self.client.zrem(self.holders_key(lease.service), lease.holder)
+    def release(self, lease: Lease) -> tuple[Handed, ...]:
+        """Give the slot back; the units it was handed to, reserved, to publish."""
+        return self.drain(lease.service, lease.limit, holder=lease.holder)
+
+    def drain(self, service: str, limit: int, *, holder: str = "") -> tuple[Handed, ...]:
+        """Hand every free slot of `service` to the head of its line (after giving
+        `holder`'s back); the units handed a reservation, to publish."""
+        keys = [self.holders_key(service), self.line_key(service)]
+        return _handed(self._release(keys=keys, args=[holder, limit, self.ttl_ms]))
 
     def held(self, service: str) -> int:
-        """How many live leases `service` has now."""
+        """How many live leases (and reservations) `service` has now."""
         return int(self._count(keys=[self.holders_key(service)]))
 
-    def forget_waiter(self, service: str, waiter: str) -> None:
-        """Drop an interactive waiter's registration (it gave up or finished)."""
-        self.client.zrem(self.waiters_key(service), waiter)
+    def place(self, service: str, unit: str) -> int | None:
+        """`unit`'s 0-based place in `service`'s line; None when it is not in it."""
+        found = self.client.zrank(self.line_key(service), unit)
+        return None if found is None else int(found)  # type: ignore[arg-type]
+
+    def waiting(self, service: str) -> int:
+        """How many units wait in `service`'s line."""
+        return int(self.client.zcard(self.line_key(service)))
+
+    def lined(self, service: str) -> list[str]:
+        """The units in `service`'s line, first first."""
+        return [_text(unit) for unit in self.client.zrange(self.line_key(service), 0, -1)]
+
+    def leave(self, service: str, unit: str) -> bool:
+        """Take `unit` out of the line (its run ended); True if it was in it."""
+        return bool(self.client.zrem(self.line_key(service), unit))
 
 
 class Renewer:

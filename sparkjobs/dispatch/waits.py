@@ -41,10 +41,26 @@ class Wait:
     kind: WaitKind
     text: str
     delay_s: float
+    place: int | None = None  # a lease wait's 0-based place in its service's line
 
     @property
     def line(self) -> str:
         return f"{self.kind.value}: {self.text}"
+
+
+def ordinal(number: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st ..."""
+    suffix = (
+        "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    )
+    return f"{number}{suffix}"
+
+
+def in_line(service: str, place: int | None, limit: int) -> str:
+    """A lease wait for people: "waiting for orpheus (4th in line)"."""
+    if place is None:
+        return f"all {limit} slot(s) of {service} are in use"
+    return f"waiting for {service} ({ordinal(place + 1)} in line)"
 
 
 def kind_of(waiting_for: str | None) -> WaitKind | None:

@@ -17,7 +17,7 @@ from celery import Task
 from celery.exceptions import Ignore
 
 from sparkjobs.broker.notify import announce_finished
-from sparkjobs.dispatch.admission import Ticket, gate_of, set_current, wait_then_retry
+from sparkjobs.dispatch.admission import Ticket, gate_of, set_current, unit_of, wait_then_retry
 from sparkjobs.dispatch.gate import ServerUnavailable
 from sparkjobs.dispatch.leases import Lease
 from sparkjobs.dispatch.standing import Standing, read_standing
@@ -50,9 +50,12 @@ def admit(
             the step's start); default: read here.
 
     Raises:
-        celery.exceptions.Retry: the step waits; its reason is recorded.
-        celery.exceptions.Ignore: the server stayed down past the wait deadline;
-            the step (and run) are failed in SQL with an error naming the server.
+        celery.exceptions.Retry: the step waits for its server's health or load; its
+            reason is recorded and its message comes back after a countdown.
+        celery.exceptions.Ignore: the step waits in its service's line (its message
+            is published again when a slot is handed to it), or the server stayed
+            down past the wait deadline: the step (and run) are failed in SQL with an
+            error naming the server.
     """
     app = cast("SparkjobsApp", task.app)
     set_current(None)
@@ -66,15 +69,15 @@ def admit(
         return  # the task's own code says what to do with a missing or finished step
     failures = row.failures
     gate = gate_of(app)
-    ticket = Ticket(service, row.step_id, row.interactive, failures, gate)
+    unit = unit_of(run, index, piece)
+    ticket = Ticket(service, row.step_id, row.interactive, failures, gate, unit=unit)
     set_current(ticket)
     kind = row.kind
     if not row.gated(piece):
         return
-    waiter = f"{run_id}:{index}:{'' if piece is None else piece}"
     health_since = row.waiting_since if kind_of(row.waiting_for) is WaitKind.HEALTH else None
     try:
-        answer = gate.check(service, waiter=waiter, interactive=ticket.interactive,
+        answer = gate.check(service, unit=unit, interactive=ticket.interactive,
                             health_wait_since=health_since, now=utc_now())  # fmt: skip
     except ServerUnavailable as exc:
         error = f"step {index} ({kind} on {service}): {exc}"
@@ -86,7 +89,7 @@ def admit(
         log.error("%s", error)
         raise Ignore() from exc
     if isinstance(answer, Lease):
-        ticket.lease = answer
+        ticket.lease, ticket.claimed = answer, True
         if row.waiting_for is not None:
             with sessions.begin() as session:
                 clear_wait(session, row.step_id)

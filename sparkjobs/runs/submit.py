@@ -16,12 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import exists, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.broker.publish import publish_step
+from sparkjobs.dispatch.admission import gate_of, unit_of
+from sparkjobs.dispatch.gate import Seat
+from sparkjobs.dispatch.standing import GATED_KINDS
 from sparkjobs.errors import BadInput, Unreachable
 from sparkjobs.runs.params import run_params
 from sparkjobs.runs.plan import StepPlan, plan_job
@@ -214,6 +218,7 @@ def _publish(
     from sparkjobs.config.render import mask_url
 
     app = app or create_app(config)
+    gate = gate_of(app)
     done = 0
     try:
         with app.producer_or_acquire() as producer:
@@ -224,12 +229,19 @@ def _publish(
                 with producer.batch(max_size=PUBLISH_BATCH) if len(batch) > 1 else nullcontext():
                     for run_id, name, plans in batch:
                         first = plans[0]
+                        unit = unit_of(run_id, 0, None)
+                        seat = Seat.OPEN
+                        if first.kind in GATED_KINDS:
+                            seat = gate.reserve(first.service, unit, interactive=interactive)
+                        if seat is Seat.IN_LINE:
+                            continue  # it waits in its service's line, holding nothing
                         publish_step(
                             app, run_id, 0, first.service, interactive=interactive, job=name,
                             steps=len(plans), kind=first.kind, producer=producer,
+                            reserved=unit if seat is Seat.RESERVED else None,
                         )  # fmt: skip
                 done += len(batch)
-    except (OperationalError, BatchPublishError) as exc:
+    except (OperationalError, BatchPublishError, RedisError) as exc:
         which = (
             f"run {firsts[0][0]} is"
             if len(firsts) == 1

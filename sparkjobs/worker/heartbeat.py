@@ -22,7 +22,7 @@ from celery.signals import task_received
 
 from sparkjobs.broker.client import key, redis_client
 from sparkjobs.broker.kombu_private import worker_requests
-from sparkjobs.worker.units import Unit
+from sparkjobs.broker.units import Unit
 
 if TYPE_CHECKING:
     import redis

@@ -1,10 +1,11 @@
 """The reconciler: unfinished work whose message is gone is queued again, within a minute.
 
-SQL says which unit of work each unfinished run waits for (`workunits.pending_units`);
-Redis says which units have a message in a queue, and which ones a live worker holds
-(its heartbeat claims). A unit that has neither for `reconciler.unclaimed_s` lost its
-message: the publish failed, Redis restarted without it, or the worker holding it was
-killed. Its attempts still marked running are closed as lost, and its message comes
+SQL says which unit of work each unfinished run waits for (`units.pending_units`);
+Redis says which units have a message in a queue, which ones wait in a service's line,
+and which ones a live worker holds (its heartbeat claims). Each pass also hands the
+slots that expired leases freed to the lines' heads. A unit that has none of these
+for `reconciler.unclaimed_s` lost its message: the publish failed, Redis restarted
+without it, or the worker holding it was killed. Its attempts still marked running are closed as lost, and its message comes
 back: the dead worker's unacknowledged copy is restored (kombu's own restore), or a new
 one is published. Execution is idempotent, so a unit that was not lost after all only
 runs twice, harmlessly. Unacknowledged copies of finished work that no live worker
@@ -37,18 +38,13 @@ from sparkjobs.broker.kombu_private import (
     unacked_payload,
 )
 from sparkjobs.broker.leader import LeaderLock
-from sparkjobs.broker.publish import (
-    JOIN_TASK,
-    PIECE_TASK,
-    publish_join,
-    publish_piece,
-    publish_step,
-)
+from sparkjobs.broker.publish import PIECE_TASK
+from sparkjobs.broker.units import PendingUnit, Unit, decode_message, pending_units
+from sparkjobs.dispatch.admission import gate_of, send
 from sparkjobs.store.engine import reading
 from sparkjobs.store.models import Attempt, AttemptStatus
 from sparkjobs.store.runs import utc_now
 from sparkjobs.worker.heartbeat import claims_key, worker_key
-from sparkjobs.worker.units import PendingUnit, Unit, decode_message, pending_units
 
 if TYPE_CHECKING:
     import redis
@@ -83,6 +79,7 @@ class Pass:
     published: list[Unit] = field(default_factory=list)
     lost_attempts: int = 0
     dropped: int = 0  # unacknowledged copies of finished work
+    handed: int = 0  # units handed slots that expired leases had left free
 
 
 @dataclass(frozen=True)
@@ -157,11 +154,14 @@ class Reconciler:
         done = Pass()
         with reading(self.sessions) as session:
             pending = {p.unit.key: p for p in pending_units(session)}
+        # A lease that expired (its worker was killed) freed a slot nobody handed on.
+        done.handed = self._drain_lines()
         claimed = {_text(k) for k in self.client.eval(LIVE_CLAIMS, 1, claims_key(self.config))}
         queued = self._queued()
+        lined = self._lined()
         unacked = self._unacked()
         done.pending = len(pending)
-        missing = set(pending) - claimed - queued
+        missing = set(pending) - claimed - queued - lined
         done.missing = len(missing)
         now = self.clock()
         seen = self._seen_since(missing, now)
@@ -209,6 +209,19 @@ class Reconciler:
             if raw not in self._units:
                 self._units[raw] = known[raw] if raw in known else _unit_key(raw)
         return {unit for unit in self._units.values() if unit is not None}
+
+    def _drain_lines(self) -> int:
+        gate = gate_of(self.app)
+        return sum(gate.drain(service) for service in self.config.services)
+
+    def _lined(self) -> set[str]:
+        """The units waiting in the services' lines: their runs hold nothing, and lose
+        nothing, while they wait there."""
+        gate = gate_of(self.app)
+        pipe = self.client.pipeline(transaction=False)
+        for service in self.config.services:
+            pipe.zrange(gate.leases.line_key(service), 0, -1)
+        return {_text(unit) for batch in pipe.execute() for unit in batch}
 
     def _unacked(self) -> list[Unacked]:
         prefix = self.config.broker_key_prefix
@@ -271,17 +284,11 @@ class Reconciler:
                 self._log(unit, "restored the unacknowledged message of a worker that is gone")
                 self._drop(copies[1:])  # one copy is enough
                 return True
-        if unit.task == PIECE_TASK:
-            assert unit.piece is not None
-            publish_piece(self.app, unit.run_id, unit.index, unit.piece, pending.service,
-                          interactive=pending.interactive)  # fmt: skip
-        elif unit.task == JOIN_TASK:
-            publish_join(self.app, unit.run_id, unit.index, pending.service,
-                         interactive=pending.interactive)  # fmt: skip
-        else:
-            publish_step(self.app, unit.run_id, unit.index, pending.service,
-                         interactive=pending.interactive)  # fmt: skip
-        self._log(unit, "published it again")
+        # A piece goes through its service's line; a step whose kind the gate admits
+        # joins it when its task finds no slot.
+        sent = send(self.app, unit, pending.service, interactive=pending.interactive,
+                    gated=unit.task == PIECE_TASK)  # fmt: skip
+        self._log(unit, "published it again" if sent else "put it in its service's line")
         return False
 
     def _drop_finished(self, unacked: list[Unacked], wanted: set[str]) -> int:

@@ -1,5 +1,6 @@
 """Leases in a real Redis: the limit holds under contention, expired leases free
-themselves, interactive waiters go first."""
+themselves, and work that finds no slot waits in the service's line, interactive
+work first, handed a slot as one frees."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from sparkjobs.broker.client import key
 from sparkjobs.config.model import Config
-from sparkjobs.dispatch.leases import Attempt, Lease, Leases
+from sparkjobs.dispatch.leases import Attempt, Handed, Lease, Leases
 from tests.support.services import Broker
 
 pytestmark = pytest.mark.redis
@@ -89,43 +90,73 @@ def test_asking_again_with_the_same_holder_does_not_take_a_second_slot(leases: L
     assert attempt.held == 1
 
 
-def test_background_work_leaves_free_slots_to_waiting_interactive_work(leases: Leases) -> None:
-    busy, _ = leases.try_acquire("gemma", 2)
-    assert busy is not None
-    blocker, _ = leases.try_acquire("gemma", 2)
-    assert blocker is not None
-    # Interactive work finds no slot and registers as a waiter.
-    none, attempt = leases.try_acquire("gemma", 2, interactive=True, waiter="run-i:0:",
-                                       waiter_ttl_s=30)  # fmt: skip
-    assert none is None
-    assert attempt.interactive_waiting == 1
-    leases.release(busy)
-    # One slot is free, but one interactive waiter wants it: background waits.
-    background, attempt = leases.try_acquire("gemma", 2, waiter="run-b:0:")
-    assert background is None
-    assert attempt.held == 1
-    interactive, attempt = leases.try_acquire("gemma", 2, interactive=True, waiter="run-i:0:",
-                                              waiter_ttl_s=30)  # fmt: skip
-    assert interactive is not None
-    assert attempt.interactive_waiting == 0
-    leases.release(blocker)
-    background, _ = leases.try_acquire("gemma", 2, waiter="run-b:0:")
-    assert background is not None
-
-
-def test_an_interactive_waiter_that_gives_up_stops_holding_slots_back(broker: Broker) -> None:
-    config = Config(broker_url=broker.url, broker_key_prefix=broker.prefix)
-    leases = Leases(broker.client, functools.partial(key, config), ttl_s=30)
-    taken, _ = leases.try_acquire("gemma", 1)
+def test_a_full_service_lines_callers_up_interactive_first_then_by_arrival(
+    leases: Leases,
+) -> None:
+    taken, _ = leases.try_acquire("orpheus", 1)
     assert taken is not None
-    leases.try_acquire("gemma", 1, interactive=True, waiter="gone", waiter_ttl_s=0.1)
-    leases.release(taken)
+    for unit in ("b1", "b2"):
+        lease, attempt = leases.try_acquire("orpheus", 1, unit=unit, join=True)
+        assert lease is None
+    lease, attempt = leases.try_acquire("orpheus", 1, unit="i1", interactive=True, join=True)
+    assert (lease, attempt.place) == (None, 0)  # ahead of both background units
+    assert leases.lined("orpheus") == ["i1", "b1", "b2"]
+    # Asking again keeps a unit's place: it is not sent to the back.
+    _, again = leases.try_acquire("orpheus", 1, unit="b1", join=True)
+    assert again.place == 1
+
+
+def test_a_released_slot_is_handed_to_the_head_of_the_line_and_nobody_jumps_it(
+    leases: Leases,
+) -> None:
+    taken, _ = leases.try_acquire("orpheus", 1)
+    assert taken is not None
+    leases.try_acquire("orpheus", 1, unit="b1", join=True)
+    leases.try_acquire("orpheus", 1, unit="i1", interactive=True, join=True)
+
+    handed = leases.release(taken)
+
+    assert handed == (Handed("i1", interactive=True),)
+    assert leases.lined("orpheus") == ["b1"]
+    assert leases.held("orpheus") == 1  # the slot is reserved for i1
+    newcomer, attempt = leases.try_acquire("orpheus", 1, unit="n1")
+    assert (newcomer, attempt.place) == (None, None)  # no slot, and it did not join
+    claimed, _ = leases.try_acquire("orpheus", 1, unit="i1")
+    assert claimed is not None  # i1's task claims the slot reserved for it
+    assert leases.held("orpheus") == 1
+    assert leases.release(claimed) == (Handed("b1", interactive=False),)
+    assert leases.lined("orpheus") == []
+
+
+def test_a_slot_an_expired_lease_freed_goes_to_the_line_when_drained(broker: Broker) -> None:
+    config = Config(broker_url=broker.url, broker_key_prefix=broker.prefix)
+    short = Leases(broker.client, functools.partial(key, config), ttl_s=0.2)
+    dead, _ = short.try_acquire("orpheus", 1)  # a worker killed mid-call: never released
+    assert dead is not None
+    short.try_acquire("orpheus", 1, unit="b1", join=True)
     deadline = time.monotonic() + HANG_GUARD_S
-    background = None
-    while background is None and time.monotonic() < deadline:
-        background, _ = leases.try_acquire("gemma", 1)
+    handed: tuple[Handed, ...] = ()
+    while not handed and time.monotonic() < deadline:
+        handed = short.drain("orpheus", 1)
         time.sleep(0.05)
-    assert background is not None
+    assert handed == (Handed("b1", interactive=False),)
+    assert short.lined("orpheus") == []
+
+
+def test_a_unit_that_joins_when_an_expired_lease_left_a_slot_free_takes_it(
+    broker: Broker,
+) -> None:
+    config = Config(broker_url=broker.url, broker_key_prefix=broker.prefix)
+    short = Leases(broker.client, functools.partial(key, config), ttl_s=0.2)
+    short.try_acquire("orpheus", 1)  # expires, never released
+    short.try_acquire("orpheus", 1, unit="b1", join=True)  # waits behind it
+    deadline = time.monotonic() + HANG_GUARD_S
+    while short.held("orpheus") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lease, attempt = short.try_acquire("orpheus", 1, unit="b2", join=True)
+    # b1 was first: the free slot is handed to it (to publish), and b2 waits.
+    assert (lease, attempt.place) == (None, 0)
+    assert attempt.handed == (Handed("b1", interactive=False),)
 
 
 def test_a_reading_that_is_not_up_admits_nobody_and_is_read_in_the_same_try(
@@ -140,8 +171,8 @@ def test_a_reading_that_is_not_up_admits_nobody_and_is_read_in_the_same_try(
         return text
 
     def attempt(interactive: bool = False) -> tuple[Lease | None, Attempt]:
-        return leases.try_acquire("gemma", 2, interactive=interactive, waiter="run-i:0:",
-                                  waiter_ttl_s=30, health=(health, "up"))  # fmt: skip
+        return leases.try_acquire("gemma", 2, interactive=interactive, unit="u1", join=True,
+                                  health=(health, "up"))  # fmt: skip
 
     # No reading published yet: a slot, and no reading.
     lease, found = attempt()
@@ -153,7 +184,8 @@ def test_a_reading_that_is_not_up_admits_nobody_and_is_read_in_the_same_try(
         lease, found = attempt(interactive=True)
         assert lease is None
         assert found.health == published
-        assert (found.held, found.interactive_waiting) == (0, 0)  # no waiter registered
+        assert (found.held, found.place) == (0, None)  # nobody taken into the line
+        assert leases.waiting("gemma") == 0
     published = publish("up")
     lease, found = attempt()
     assert lease is not None

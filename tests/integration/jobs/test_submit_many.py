@@ -11,12 +11,12 @@ from sqlalchemy import func, select
 
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.broker.client import queue_keys
+from sparkjobs.broker.units import Unit, decode_message
 from sparkjobs.config import Config, load_config
 from sparkjobs.errors import BadInput, Unreachable
 from sparkjobs.jobs.define import chat, job
 from sparkjobs.runs.submit import PUBLISH_BATCH, submit_many
 from sparkjobs.store.models import Run, Status
-from sparkjobs.worker.units import decode_message
 from tests.support.cluster import Cluster, cluster_toml
 from tests.support.services import Broker, free_port
 
@@ -43,11 +43,16 @@ def test_many_runs_are_each_queued_once_in_the_order_they_were_given(
     assert len(set(runs)) == MANY
     assert _runs(cluster.config, Status.QUEUED) == MANY
     (key,) = [k for k in queue_keys(broker.prefix, "spark1") if broker.client.llen(k)]
-    # Workers pop from the right: the first run submitted is the first taken.
+    # Workers pop from the right: the first run submitted is the first taken. As many
+    # as gemma takes at once are published; the others wait in its line, in order.
     raw = list(reversed(broker.client.lrange(key, 0, -1)))
     units = [decode_message(message) for message in raw]
-    assert [unit.run_id if unit else None for unit in units] == runs
-    assert {unit.index for unit in units if unit} == {0}
+    lined = [Unit.parse(name) for name in broker.client.zrange(
+        f"{broker.prefix}sparkjobs:line:gemma", 0, -1)]  # fmt: skip
+    limit = cluster.config.services["gemma"].in_flight_limit
+    assert len(units) == min(limit, MANY)
+    assert [unit.run_id if unit else None for unit in units + lined] == runs
+    assert {unit.index for unit in units + lined if unit} == {0}
 
 
 def test_bad_input_in_any_of_many_runs_writes_and_queues_nothing(

@@ -15,6 +15,7 @@ from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.broker.app import create_app
 from sparkjobs.broker.client import queue_keys
 from sparkjobs.broker.publish import STEP_TASK
+from sparkjobs.broker.units import Unit, decode_message
 from sparkjobs.errors import Unreachable
 from sparkjobs.jobs.define import chat, job
 from sparkjobs.runs.submit import submit_job
@@ -22,7 +23,6 @@ from sparkjobs.runs.wait import wait_for_run
 from sparkjobs.store.models import Attempt, AttemptStatus, Result, Status, Step
 from sparkjobs.worker import reconciler as reconciler_module
 from sparkjobs.worker.reconciler import PASS_SPACING, Reconciler, next_pass_due
-from sparkjobs.worker.units import Unit, decode_message
 from tests.support.cluster import Cluster, wait_for_workers
 from tests.support.services import Broker
 from tests.support.sim import RunningSims

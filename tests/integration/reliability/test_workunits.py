@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from sparkjobs.broker.publish import JOIN_TASK, PIECE_TASK, STEP_TASK
-from sparkjobs.worker.units import Unit
+from sparkjobs.broker.units import Unit
 
 RUN = uuid.UUID("6f1444c6-f485-4e22-9092-88854b9cb778")
 

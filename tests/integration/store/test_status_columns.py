@@ -8,11 +8,11 @@ import uuid
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from sparkjobs.broker.units import ACTIVE, pending_units
 from sparkjobs.execution.state import start_step, succeed_step
 from sparkjobs.store.engine import session_factory
 from sparkjobs.store.models import Run, RunKind, Status, Step, Trigger
 from sparkjobs.store.runs import add_step, create_run
-from sparkjobs.worker.units import ACTIVE, pending_units
 
 # Every column that holds one of an enum's values: (table, column, domain).
 CHOICES = {

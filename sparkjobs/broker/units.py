@@ -40,6 +40,19 @@ class Unit:
         return f"{self.task}:{self.run_id}:{self.index}{tail}"
 
     @classmethod
+    def parse(cls, key: str | bytes) -> Unit | None:
+        """The unit named `key` (its `key`); None for a name that is not a unit's."""
+        text = key.decode() if isinstance(key, bytes) else key
+        parts = text.split(":")
+        if len(parts) not in (3, 4) or parts[0] not in TASKS:
+            return None
+        try:
+            piece = int(parts[3]) if len(parts) == 4 else None
+            return cls(parts[0], uuid.UUID(parts[1]), int(parts[2]), piece)
+        except ValueError:
+            return None
+
+    @classmethod
     def of_task(cls, task: str | None, kwargs: Mapping[str, Any] | None) -> Unit | None:
         """The unit a task message carries; None for other tasks (ping) or odd kwargs."""
         if task not in TASKS or not kwargs:
