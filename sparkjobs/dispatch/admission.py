@@ -27,7 +27,7 @@ from sparkjobs.broker.publish import PIECE_TASK, RESERVED_HEADER, STEP_TASK
 from sparkjobs.broker.units import Unit
 from sparkjobs.dispatch import handoff
 from sparkjobs.dispatch.gate import Gate, ServerUnavailable
-from sparkjobs.dispatch.handoff import publish_handed
+from sparkjobs.dispatch.handoff import announce_waiting, publish_handed
 from sparkjobs.dispatch.leases import Lease
 from sparkjobs.dispatch.retry import CELERY_MAX_RETRIES
 from sparkjobs.dispatch.standing import GATED_KINDS, Standing
@@ -136,7 +136,7 @@ def wait_then_retry(task: Task[Any, Any], ticket: Ticket, wait: Wait) -> None:
     with shared_sessions(app.sparkjobs_config.database).begin() as session:
         record_wait(session, ticket.step_id, wait)
     if wait.place is not None:
-        log.info("%s: %s", ticket.unit, wait.text)
+        announce_waiting(ticket.gate, ticket.unit, ticket.service, wait.place)
         raise Ignore()
     raise task.retry(countdown=wait.delay_s, max_retries=CELERY_MAX_RETRIES,
                      priority=priority(ticket.interactive))  # fmt: skip

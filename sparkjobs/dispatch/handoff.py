@@ -9,9 +9,11 @@ everything else is published at once.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from sparkjobs.broker.client import key
 from sparkjobs.broker.publish import (
     PIECE_TASK,
     STEP_TASK,
@@ -21,11 +23,12 @@ from sparkjobs.broker.publish import (
 )
 from sparkjobs.broker.units import Unit
 from sparkjobs.dispatch.gate import Gate, Seat
-from sparkjobs.dispatch.waits import ordinal
+from sparkjobs.dispatch.waits import in_line
 
 if TYPE_CHECKING:
     from celery import Celery
 
+    from sparkjobs.config import Config
     from sparkjobs.dispatch.leases import Handed
 
 log = logging.getLogger(__name__)
@@ -69,13 +72,29 @@ def send(
     """
     seat = gate.reserve(service, unit.key, interactive=interactive) if gated else Seat.OPEN
     if seat is Seat.IN_LINE:
-        place = gate.leases.place(service, unit.key)
-        log.info("%s waits for %s (%s in line)", unit.key, service,
-                 "?" if place is None else ordinal(place + 1))  # fmt: skip
+        announce_waiting(gate, unit.key, service, gate.leases.place(service, unit.key))
         return False
     publish_unit(app, unit, service, interactive=interactive,
                  reserved=seat is Seat.RESERVED, **label)  # fmt: skip
     return True
+
+
+def waiting_channel(config: Config) -> str:
+    """The pub/sub channel on which units that join a line are announced (the live
+    view of `sparkjobs up` prints them: waiting is no task event)."""
+    return key(config, "line", "joined")
+
+
+def announce_waiting(gate: Gate, unit: str, service: str, place: int | None) -> None:
+    """Say once that `unit` waits for `service`, and its place: in the log, and on
+    `waiting_channel` for whoever watches."""
+    text = in_line(service, place, gate.config.services[service].in_flight_limit)
+    log.info("%s: %s", unit, text)
+    try:
+        notice = json.dumps({"unit": unit, "service": service, "text": text})
+        gate.client.publish(waiting_channel(gate.config), notice)
+    except Exception:  # a notice for people: never worth failing the work for
+        log.debug("could not announce that %s waits", unit, exc_info=True)
 
 
 def publish_handed(app: Celery, service: str, handed: tuple[Handed, ...]) -> None:

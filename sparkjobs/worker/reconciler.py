@@ -5,11 +5,12 @@ Redis says which units have a message in a queue, which ones wait in a service's
 and which ones a live worker holds (its heartbeat claims). Each pass also hands the
 slots that expired leases freed to the lines' heads. A unit that has none of these
 for `reconciler.unclaimed_s` lost its message: the publish failed, Redis restarted
-without it, or the worker holding it was killed. Its attempts still marked running are closed as lost, and its message comes
-back: the dead worker's unacknowledged copy is restored (kombu's own restore), or a new
-one is published. Execution is idempotent, so a unit that was not lost after all only
-runs twice, harmlessly. Unacknowledged copies of finished work that no live worker
-holds are dropped, so the visibility timeout never redelivers them.
+without it, or the worker holding it was killed. Its attempts still marked running are
+closed as lost, and its message comes back: the dead worker's unacknowledged copy is
+restored (kombu's own restore), or a new one is published. Execution is idempotent, so
+a unit that was not lost after all only runs twice, harmlessly. Unacknowledged copies
+of finished work that no live worker holds are dropped, so the visibility timeout never
+redelivers them.
 
 Every worker runs a Reconciler thread; a lock in Redis makes one of them active.
 A pass reads every unfinished run and every queued message, so its cost grows with

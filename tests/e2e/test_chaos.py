@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, selectinload
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.artifacts.register import node_root
 from sparkjobs.broker.app import create_app
-from sparkjobs.broker.client import queue_keys
+from sparkjobs.broker.client import key, queue_keys, redis_client
 from sparkjobs.errors import Unreachable
 from sparkjobs.jobs.define import Job, chat, job, speak
 from sparkjobs.runs.submit import submit_job
@@ -129,10 +129,21 @@ class Harness:
         self.events: list[str] = []
         self.exited: list[str] = []  # workers that died of a Redis restart
         self.kills: list[tuple[str, datetime]] = []  # node, when its worker was killed
+        self.lined_at_faults: list[int] = []  # units waiting in the services' lines then
         self.started = time.monotonic()
 
     def note(self, what: str) -> None:
         self.events.append(f"{time.monotonic() - self.started:6.1f} s  {what}")
+
+    def count_lined(self) -> None:
+        """Note how many units wait in the services' lines as a fault strikes."""
+        client = redis_client(self.cluster.config, timeout_s=2.0)
+        try:
+            lined = in_lines(self.cluster, client)
+        finally:
+            client.close()
+        self.lined_at_faults.append(lined)
+        self.note(f"{lined} unit(s) wait in the services' lines")
 
     def start_worker(self, node: str) -> None:
         process = self.cluster.start("worker", "--node", node, log=self.logs / f"{node}.log")
@@ -141,6 +152,7 @@ class Harness:
     def kill_worker_mid_task(self, node: str) -> None:
         """SIGKILL `node`'s worker once it runs an attempt, then start it again."""
         self.wait_for_running_attempt(node)
+        self.count_lined()
         process = self.workers[node]
         process.send_signal(signal.SIGKILL)
         self.kills.append((node, datetime.now(UTC)))
@@ -152,6 +164,7 @@ class Harness:
         self.note(f"restarted the worker of {node}")
 
     def kill_redis(self) -> None:
+        self.count_lined()
         self.server.kill()
         self.note("killed redis-server")
         time.sleep(2.0)
@@ -310,14 +323,20 @@ def recoveries_s(sessions: Any, kills: list[tuple[str, datetime]]) -> list[tuple
     return gaps
 
 
+def in_lines(cluster: Cluster, client: Any) -> int:
+    """Units waiting in the services' lines (`sparkjobs.dispatch.leases`)."""
+    config = cluster.config
+    return sum(int(client.zcard(key(config, "line", name))) for name in config.services)
+
+
 def leftovers(cluster: Cluster, broker: Broker) -> int:
-    """Messages still in a queue, or delivered and never acknowledged."""
+    """Messages still in a queue, delivered and never acknowledged, or units in a line."""
     prefix = cluster.config.broker_key_prefix
     waiting = sum(
         int(broker.client.llen(name)) for node in cluster.config.nodes
         for name in queue_keys(prefix, node)
     )  # fmt: skip
-    return waiting + int(broker.client.hlen(f"{prefix}unacked"))
+    return waiting + int(broker.client.hlen(f"{prefix}unacked")) + in_lines(cluster, broker.client)
 
 
 @pytest.mark.timeout(int(2 * GUARD_S + 120))
@@ -366,6 +385,8 @@ def test_every_job_finishes_once_through_killed_workers_a_killed_redis_and_fault
         f"lost={tally['lost']} duplicated={tally['duplicated']}"
     )
     assert harness.exited == [], "workers must survive a Redis restart"
+    # The faults struck while work waited in the lines: that work was not lost either.
+    assert max(harness.lined_at_faults, default=0) > 0, harness.lined_at_faults
     assert len(harness.events) >= 8, harness.events  # 3 worker kills, 1 Redis kill, restarts
     assert (tally["lost"], tally["duplicated"]) == (0, 0), tally
     assert tally["succeeded"] + tally["failed"] == submitted

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -19,14 +21,20 @@ from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.backends.audio import encode_wav
 from sparkjobs.broker.app import create_app
 from sparkjobs.broker.client import key
+from sparkjobs.broker.publish import PIECE_TASK
+from sparkjobs.broker.units import Unit
+from sparkjobs.dispatch.gate import Gate
+from sparkjobs.dispatch.handoff import send
 from sparkjobs.dispatch.leases import Leases
 from sparkjobs.jobs.define import custom, job, speak
 from sparkjobs.runs.submit import submit_job
 from sparkjobs.runs.wait import wait_for_run
 from sparkjobs.sim import SimHost
 from sparkjobs.store.models import Attempt, AttemptStatus, Run, Status, Step
+from sparkjobs.up.activity import follow
 from tests.integration.cli.support import ok
 from tests.integration.dispatch.conftest import HANG_GUARD_S, load_run, poll
+from tests.integration.web.conftest import wait_for_http
 from tests.support.cluster import Cluster, wait_for_workers
 from tests.support.sim import RunningSims
 
@@ -172,3 +180,55 @@ def test_the_line_is_kept_by_the_reconciler_and_survives_a_worker_kill(
             .all()
         )
     assert sorted(pieces) == list(range(step.pieces_total or 0))  # each spoken once
+
+
+def test_flowers_processed_and_succeeded_agree_after_a_saturated_run(
+    slow_cluster: Cluster, tmp_path: Path
+) -> None:
+    slow_cluster.start("flower", log=tmp_path / "flower.log")
+    flower = f"http://127.0.0.1:{slow_cluster.config.flower.port}"
+    wait_for_http(f"{flower}/healthcheck", slow_cluster)
+
+    def counters() -> dict[str, dict[str, Any]]:
+        found = httpx.get(f"{flower}/workers?json=1", timeout=10).json()["data"]
+        return {str(worker["hostname"]).split("@")[0]: worker for worker in found}
+
+    poll("Flower sees both workers", lambda: {"spark1", "spark2"} <= set(counters()))
+    runs = [speech(slow_cluster, LONG_TEXT)]
+    runs += [speech(slow_cluster, f"Short line number {n}.") for n in range(4)]
+    assert all(finished(slow_cluster, run).status == Status.SUCCEEDED for run in runs)
+
+    def settled() -> bool:
+        spark2 = counters()["spark2"]
+        return spark2.get("task-received", 0) == spark2.get("task-succeeded", -1) > 0
+
+    poll("Flower's Processed and Succeeded of spark2 agree", settled)
+    spark2 = counters()["spark2"]
+    assert spark2.get("task-retried", 0) == spark2.get("task-failed", 0) == 0
+    # A speak step each, a piece each of the long one's pieces, and its join.
+    pieces = load_run(slow_cluster, runs[0]).steps[0].pieces_total or 0
+    assert spark2["task-succeeded"] == len(runs) + pieces + 1
+
+
+def test_the_live_view_says_that_a_unit_waits_and_its_place(cluster: Cluster) -> None:
+    app = create_app(cluster.config)
+    gate = Gate(cluster.config, app.redis)
+    lines: list[str] = []
+    stop = threading.Event()
+    view = threading.Thread(target=follow, args=(app, lines.append, stop), daemon=True)
+    view.start()
+    try:
+        taken = gate.leases.try_acquire("orpheus", 1)[0]  # a call holds Orpheus
+        assert taken is not None
+        first = Unit(PIECE_TASK, uuid.uuid4(), 0, 2)
+
+        def sent() -> bool:  # the view subscribes in its own thread: send until it hears
+            send(app, gate, first, "orpheus", interactive=False, gated=True)
+            return any("waiting for orpheus (1st in line)" in line for line in lines)
+
+        poll("the live view shows the waiting unit", sent)
+    finally:
+        stop.set()
+        view.join(timeout=10)
+    [line] = [line for line in lines if "waiting for" in line][:1]
+    assert f"sparkjobs.speak_piece[{str(first.run_id)[:8]}] step 0 piece 3" in line
