@@ -29,7 +29,7 @@ from sparkjobs.execution.failures import settle
 from sparkjobs.execution.outputs import Output, run_chat, run_clone, run_custom, step_timings
 from sparkjobs.execution.piece_state import create_pieces, pieces_ready, spoken_in_one_piece
 from sparkjobs.execution.prologue import start_task_step
-from sparkjobs.execution.sentences import split_text
+from sparkjobs.execution.sentences import speech_pieces
 from sparkjobs.execution.state import (
     NextStep,
     Started,
@@ -210,7 +210,7 @@ def _speak(
     """A speak step: text that is one piece is spoken here, under the lease `admit`
     took; longer text is split into pieces for `speak_piece` (None is returned)."""
     text = render(str(context.spec["text"]), context.template(), where=context.where)
-    pieces = split_text(text)
+    pieces = speech_pieces(text)  # the first short: its audio comes first, and soon
     if not pieces:
         raise BadInput(f"{context.where}: the speak step's text is empty after rendering")
     voice = context.spec.get("voice")

@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 
 MAX_PIECE_CHARS = 300
+# The first piece of a speech is short, so that its audio comes first and soon: a
+# serial TTS server speaks 300 characters in about 18 s, 120 in about 7.
+FIRST_PIECE_CHARS = 120
 
 # A sentence ends at . ! ? or … (with closing quotes or brackets) before white space.
 _SENTENCE_END = re.compile(r"(?<=[.!?\u2026])([\"'\u201d\u2019)\]]*)\s+|\n\s*\n")
@@ -56,6 +59,33 @@ def split_text(text: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
     for sentence in split_sentences(text):
         units.extend(_fit(sentence, max_chars))
     return _pack(units, max_chars)
+
+
+def speech_pieces(
+    text: str, *, first_chars: int = FIRST_PIECE_CHARS, max_chars: int = MAX_PIECE_CHARS
+) -> list[str]:
+    """The pieces of a speech in order of need: the first one short, the rest long.
+
+    The first piece is the first sentence, or the first clause of a long one (then its
+    first words), packed with what follows while it stays within `first_chars`; the
+    others are packed up to `max_chars`, as `split_text` does, for fewer calls.
+
+    Returns:
+        The pieces; joined with spaces they give `text` with its white space normalized.
+    """
+    if not 1 <= first_chars <= max_chars:
+        raise ValueError(f"first_chars must be 1 to max_chars ({max_chars}), not {first_chars}")
+    sentences = split_sentences(text)
+    if not sentences:
+        return []
+    units = _fit(sentences[0], first_chars)
+    for sentence in sentences[1:]:
+        units.extend(_fit(sentence, max_chars))
+    first, used = units[0], 1
+    while used < len(units) and len(first) + 1 + len(units[used]) <= first_chars:
+        first, used = f"{first} {units[used]}", used + 1
+    rest = " ".join(units[used:])
+    return [first, *split_text(rest, max_chars)] if rest else [first]
 
 
 def _fit(sentence: str, max_chars: int) -> list[str]:

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from sparkjobs.execution.sentences import split_sentences, split_text
+from sparkjobs.execution.sentences import (
+    FIRST_PIECE_CHARS,
+    MAX_PIECE_CHARS,
+    speech_pieces,
+    split_sentences,
+    split_text,
+)
 
 
 @pytest.mark.parametrize(
@@ -68,3 +76,40 @@ def test_pieces_are_bounded_and_lose_nothing(limit: int) -> None:
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         split_text("x", 0)
+
+
+SPEECH = " ".join(
+    f"Part {n}: the morning opens grey over the river, and the first trams cross the bridge."
+    for n in range(12)
+)
+
+
+def test_the_first_piece_of_a_speech_is_its_first_sentence_and_the_rest_are_long() -> None:
+    pieces = speech_pieces(SPEECH)
+    first = "Part 0: the morning opens grey over the river, and the first trams cross the bridge."
+    assert pieces[0] == first
+    assert len(pieces[0]) <= FIRST_PIECE_CHARS
+    assert all(len(piece) <= MAX_PIECE_CHARS for piece in pieces)
+    assert max(len(piece) for piece in pieces[1:]) > FIRST_PIECE_CHARS  # later ones pack
+    assert " ".join(pieces) == " ".join(SPEECH.split())
+
+
+def test_a_long_first_sentence_gives_its_first_clause_first() -> None:
+    long = "When the council meets at ten, " + "it votes on the new lanes downtown " * 8 + "today."
+    pieces = speech_pieces(long + " Then it rains.")
+    assert pieces[0] == "When the council meets at ten,"
+    assert " ".join(pieces) == " ".join((long + " Then it rains.").split())
+
+
+def test_a_short_text_is_one_piece_and_short_sentences_share_the_first() -> None:
+    assert speech_pieces("Hello there. How are you?") == ["Hello there. How are you?"]
+    assert speech_pieces("   ") == []
+
+
+@given(st.text(alphabet=st.sampled_from("ab .,;!?\n"), max_size=900))
+def test_speech_pieces_keep_every_word_in_order_within_their_bounds(text: str) -> None:
+    pieces = speech_pieces(text)
+    assert " ".join(pieces) == " ".join(text.split())
+    if pieces:
+        assert len(pieces[0]) <= FIRST_PIECE_CHARS or " " not in pieces[0]
+    assert all(len(piece) <= MAX_PIECE_CHARS or " " not in piece for piece in pieces)
