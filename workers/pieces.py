@@ -19,7 +19,7 @@ from celery import Task, shared_task
 from sparkjobs.backends import OrpheusClient
 from sparkjobs.backends.shared import shared_client
 from sparkjobs.broker.app import SparkjobsApp
-from sparkjobs.broker.notify import announce_finished
+from sparkjobs.broker.notify import announce_audio, announce_finished
 from sparkjobs.broker.publish import PIECE_TASK, publish_join
 from sparkjobs.dispatch.admission import call_slot
 from sparkjobs.errors import BadInput
@@ -86,6 +86,8 @@ def speak_piece(self: Task[Any, Any], run_id: str, index: int, piece: int, servi
             link_artifact(session, step_id, sha, role=ArtifactRole.PIECE, name=f"piece-{piece:04d}")
             due = finish_piece(session, step_id, piece, sha256=sha, ttft_ms=result.timings.ttft_ms)
             finish_attempt(session, attempt.id)
+        # After the commit: whoever streams this run's audio fetches the piece now.
+        announce_audio(config, app.announcer, run, index, piece)
     except Exception as exc:
         settle(self, exc, what=what, max_delay_s=config.tasks.max_retry_delay_s,
                on_retry=retry_later, on_failure=fail)  # fmt: skip

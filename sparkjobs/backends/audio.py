@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from sparkjobs.errors import BadAudio
 
@@ -176,3 +177,38 @@ class WavStream:
             )
             + pcm
         )
+
+
+class ProgressiveWav:
+    """A WAV written as its PCM arrives, readable as a WAV at every moment.
+
+    To a regular file, each append writes the PCM first and then rewrites the header's
+    sizes to cover it, so the file is a valid WAV however its writer is cut short (a
+    reader finds at most the samples the sizes name). To a pipe (stdout, a player) the
+    header says "unknown size" (0xFFFFFFFF), which readers play to the stream's end.
+    """
+
+    def __init__(
+        self, out: BinaryIO, sample_rate: int = SAMPLE_RATE, channels: int = 1, width: int = 2
+    ) -> None:
+        self.out = out
+        self.format = (sample_rate, channels, width)
+        self.data_bytes = 0
+        try:
+            self.seekable = out.seekable()
+        except (AttributeError, OSError):
+            self.seekable = False
+        out.write(wav_header(0 if self.seekable else None, sample_rate, channels, width))
+        out.flush()
+
+    def append(self, pcm: bytes) -> None:
+        """Write `pcm` (whole frames of the header's format), then its sizes."""
+        self.out.write(pcm)
+        self.data_bytes += len(pcm)
+        if self.seekable:
+            self.out.flush()
+            end = self.out.tell()
+            self.out.seek(0)
+            self.out.write(wav_header(self.data_bytes, *self.format))
+            self.out.seek(end)
+        self.out.flush()

@@ -1,4 +1,5 @@
-"""Telling waiters that a run finished: a Redis message after the commit, and a watch.
+"""Telling waiters that a run finished (or that a piece of its speech is recorded): a
+Redis message after the commit, and a watch.
 
 The process that makes a run terminal (the worker that finishes or fails its last
 step, `cancel`) publishes on the run's channel once its transaction has committed.
@@ -72,15 +73,35 @@ def announce_finished(
         log.warning("could not announce the end of run %s: %s", run_id, exc)
 
 
+def audio_channel(config: Config, run_id: uuid.UUID) -> str:
+    """The pub/sub channel on which each piece of run `run_id`'s speech is announced."""
+    return key(config, "run", str(run_id), "audio")
+
+
+def announce_audio(
+    config: Config, client: Publisher, run_id: uuid.UUID, index: int, piece: int
+) -> None:
+    """Announce that piece `piece` of step `index`'s speech is recorded (its row and its
+    artifact): whoever streams the run's audio reads it now. Call after the commit;
+    best effort, as `announce_finished`."""
+    payload = json.dumps({"run_id": str(run_id), "index": index, "piece": piece})
+    try:
+        client.publish(audio_channel(config, run_id), payload)
+    except Exception as exc:  # best effort: a listener's safety poll finds the piece
+        log.warning("could not announce piece %d of run %s: %s", piece, run_id, exc)
+
+
 class FinishWatch:
-    """Waits for the announcement of one run's end (`with FinishWatch(...) as watch:`).
+    """Waits for the announcement of one run's end (`with FinishWatch(...) as watch:`),
+    and with `audio`, of each piece of its speech.
 
     Entering subscribes and waits for Redis to confirm it, so that every announcement
     published from then on reaches `wait`. Without a broker, `wait` just sleeps.
     """
 
-    def __init__(self, config: Config, run_id: uuid.UUID) -> None:
+    def __init__(self, config: Config, run_id: uuid.UUID, *, audio: bool = False) -> None:
         self.channel = finished_channel(config, run_id)
+        self.channels = [self.channel, *([audio_channel(config, run_id)] if audio else [])]
         self._config = config
         self._client: redis.Redis | None = None
         self._pubsub: Any = None
@@ -89,7 +110,7 @@ class FinishWatch:
         try:
             self._client = redis_client(self._config, timeout_s=None, connect_timeout_s=2.0)
             self._pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]  # redis-py
-            self._pubsub.subscribe(self.channel)
+            self._pubsub.subscribe(*self.channels)
             if not self._confirmed():
                 raise TimeoutError(f"no confirmation of SUBSCRIBE {self.channel}")
         except Exception as exc:  # no broker: the caller's polling still works
@@ -132,11 +153,13 @@ class FinishWatch:
         return False
 
     def _confirmed(self) -> bool:
-        until = time.monotonic() + SUBSCRIBE_TIMEOUT_S
+        until, confirmed = time.monotonic() + SUBSCRIBE_TIMEOUT_S, 0
         while (left := until - time.monotonic()) > 0:
             message = self._pubsub.get_message(timeout=left)
             if message is not None and message.get("type") == "subscribe":
-                return True
+                confirmed += 1
+                if confirmed == len(self.channels):
+                    return True
         return False
 
     def _close(self) -> None:

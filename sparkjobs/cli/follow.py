@@ -25,13 +25,22 @@ if TYPE_CHECKING:
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (times in UTC).")]
 Out = Annotated[
     Path | None,
-    typer.Option("--out", "-o", help="Write the audio (or text) here.", show_default=False),
+    typer.Option(
+        "--out", "-o", help="Write the audio (or text) here; `-`: the audio to stdout, as it "
+        "is made.", show_default=False,
+    ),
+]  # fmt: skip
+Stream = Annotated[
+    bool,
+    typer.Option("--stream", help="Write the audio to --out as it is made (implies --wait)."),
 ]
+# `--out -`: the audio goes to stdout as it is made (a player can read it there).
+STDOUT = Path("-")
 
 
 def check_out(out: Path | None) -> None:
     """Refuse an --out path that cannot be written, before anything is submitted."""
-    if out is None:
+    if out is None or out == STDOUT:
         return
     folder = out.parent if str(out.parent) else Path(".")
     if out.is_dir():
@@ -40,6 +49,55 @@ def check_out(out: Path | None) -> None:
         raise BadInput(f"--out {out}: folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise BadInput(f"--out {out} is not writable; choose another path")
+
+
+def check_stream(stream: bool, out: Path | None, as_json: bool) -> bool:
+    """Whether the audio streams (`--stream`, or `--out -`); refuse what cannot work.
+
+    Raises:
+        BadInput: --stream without --out, or the audio and JSON both on stdout.
+    """
+    if stream and out is None:
+        raise BadInput(
+            "--stream writes the audio as it is made: give --out FILE, or --out - for stdout"
+        )
+    if out == STDOUT and as_json:
+        raise BadInput("--out - writes the audio to stdout; leave out --json (or write a file)")
+    return stream or out == STDOUT
+
+
+def stream_and_deliver(config: Config, run_id: uuid.UUID, *, out: Path, as_json: bool) -> None:
+    """Write the run's speech to `out` (or stdout) piece by piece as it is made, then
+    report how the run ended, as `wait_and_deliver` does.
+
+    A file is a valid WAV at every moment (its sizes follow the PCM written); stdout
+    gets a WAV of unknown length, which players read to its end.
+
+    Raises:
+        typer.Exit: 1 when the run did not succeed, 130 on Ctrl-C (the run goes on).
+    """
+    import sys
+
+    from sparkjobs.backends.audio import ProgressiveWav
+    from sparkjobs.runs.info import follow_run
+    from sparkjobs.runs.listen import follow_audio
+
+    sink = sys.stdout.buffer if out == STDOUT else out.open("wb")
+    writer: ProgressiveWav | None = None
+    try:
+        for heard in follow_audio(config, run_id):
+            if writer is None:
+                writer = ProgressiveWav(sink, heard.sample_rate, heard.channels,
+                                        heard.sample_width)  # fmt: skip
+            writer.append(heard.pcm)
+        run = follow_run(config, run_id)
+    except KeyboardInterrupt:
+        interrupted(run_id)
+        raise typer.Exit(130) from None
+    finally:
+        if sink is not sys.stdout.buffer:
+            sink.close()
+    finish(run, written=None if out == STDOUT or writer is None else out, as_json=as_json)
 
 
 def check_infrastructure(config: Config) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sparkjobs.cli.follow import AsJson, Out
+from sparkjobs.cli.follow import AsJson, Out, Stream
 from sparkjobs.errors import BadInput
 
 if TYPE_CHECKING:
@@ -51,16 +51,21 @@ def speak(
     service: Service = None,
     wait: Wait = False,
     out: Out = None,
+    stream: Stream = False,
     as_json: AsJson = False,
 ) -> None:
-    """Read TEXT aloud on a TTS service (long text is split, synthesized and joined)."""
+    """Read TEXT aloud on a TTS service (long text is split, synthesized and joined);
+    with --stream (or --out -) the audio is written as each piece is made."""
     from sparkjobs.cli.context import get_config
+    from sparkjobs.cli.follow import check_stream
     from sparkjobs.runs.adhoc import speak_job
 
     config = get_config()
     words = read_text(text, file)
-    _check_waiting(wait, out)
-    _submit(config, speak_job(config, words, voice=voice, service=service), wait, out, as_json)
+    audio = check_stream(stream, out, as_json)
+    _check_waiting(wait or audio, out)
+    built = speak_job(config, words, voice=voice, service=service)
+    _submit(config, built, wait or audio, out, as_json, stream_audio=audio)
 
 
 def clone(
@@ -76,17 +81,20 @@ def clone(
     service: Service = None,
     wait: Wait = False,
     out: Out = None,
+    stream: Stream = False,
     as_json: AsJson = False,
 ) -> None:
     """Speak TEXT in the voice of a reference recording (stored on the TTS node first)."""
     from sparkjobs.cli.context import get_config
-    from sparkjobs.cli.follow import check_infrastructure
+    from sparkjobs.cli.follow import check_infrastructure, check_stream
     from sparkjobs.runs.adhoc import check_reference, clone_job, put_reference
 
     config = get_config()
     words = read_text(text, file)
     if ref_audio is None:
         raise BadInput("submit clone needs --ref-audio REF.wav, a recording of the voice")
+    audio = check_stream(stream, out, as_json)
+    wait = wait or audio
     _check_waiting(wait, out)
     check_reference(ref_audio)
     placeholder = "0" * 64  # the job is checked before the reference is stored
@@ -94,7 +102,7 @@ def clone(
     check_infrastructure(config)
     sha256 = put_reference(config, ref_audio, service=service)
     job = clone_job(config, words, ref_audio=sha256, ref_text=ref_text, service=service)
-    _submit(config, job, wait, out, as_json, checked=True)
+    _submit(config, job, wait, out, as_json, stream_audio=audio, checked=True)
 
 
 def chat(
@@ -204,10 +212,16 @@ def _submit(
     as_json: bool,
     *,
     stream: bool = False,
+    stream_audio: bool = False,
     checked: bool = False,
 ) -> None:
     """Submit `built` (trigger `submit`); print its id, or wait and deliver it."""
-    from sparkjobs.cli.follow import check_infrastructure, submitted_json, wait_and_deliver
+    from sparkjobs.cli.follow import (
+        check_infrastructure,
+        stream_and_deliver,
+        submitted_json,
+        wait_and_deliver,
+    )
     from sparkjobs.cli.output import console, print_json
     from sparkjobs.runs.submit import submit_job
 
@@ -221,6 +235,9 @@ def _submit(
             print_json(submitted_json(submitted.run_id, built.name, kind=step.kind))
         else:
             console.print(str(submitted.run_id), markup=False)
+        return
+    if stream_audio and out is not None:
+        stream_and_deliver(config, submitted.run_id, out=out, as_json=as_json)
         return
     if stream:
         _stream(config, submitted.run_id)

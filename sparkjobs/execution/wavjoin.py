@@ -57,18 +57,10 @@ def join_wavs(wavs: Sequence[bytes], *, fade_ms: float = SEAM_FADE_MS) -> Joined
             )
     if first.sample_width != 2:
         raise BadAudio(f"only 16-bit PCM can be joined, not {first.sample_width * 8}-bit")
-    fade_frames = round(first.sample_rate * fade_ms / 1000)
     pcm = array("h")
     last = len(wavs) - 1
     for number, (wav, info) in enumerate(zip(wavs, infos, strict=True)):
-        piece = _samples(wav, info)
-        frames = info.frames
-        span = min(fade_frames, frames // 2)
-        if number > 0:
-            _fade(piece, info.channels, range(span), rising=True, span=span)
-        if number < last:
-            _fade(piece, info.channels, range(frames - span, frames), rising=False, span=span)
-        pcm.extend(piece)
+        pcm.extend(_faded(wav, info, first=number == 0, last=number == last, fade_ms=fade_ms))
     if sys.byteorder == "big":
         pcm.byteswap()
     data = pcm.tobytes()
@@ -76,6 +68,36 @@ def join_wavs(wavs: Sequence[bytes], *, fade_ms: float = SEAM_FADE_MS) -> Joined
     frames_total = sum(info.frames for info in infos)
     joined = WavInfo(first.sample_rate, first.channels, 2, frames_total, len(header))
     return Joined(header + data, joined)
+
+
+def piece_pcm(
+    wav: bytes, *, first: bool, last: bool, fade_ms: float = SEAM_FADE_MS
+) -> tuple[bytes, WavInfo]:
+    """One piece's PCM (little-endian 16-bit) exactly as `join_wavs` puts it in the
+    whole WAV, seams faded, so audio streamed piece by piece equals the joined file's.
+
+    Raises:
+        BadAudio: not a WAV, or not 16-bit PCM.
+    """
+    info = parse_wav(wav)
+    if info.sample_width != 2:
+        raise BadAudio(f"only 16-bit PCM can be joined, not {info.sample_width * 8}-bit")
+    samples = _faded(wav, info, first=first, last=last, fade_ms=fade_ms)
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return samples.tobytes(), info
+
+
+def _faded(wav: bytes, info: WavInfo, *, first: bool, last: bool, fade_ms: float) -> array[int]:
+    """A piece's samples with the seams it has faded: in unless first, out unless last."""
+    samples = _samples(wav, info)
+    frames = info.frames
+    span = min(round(info.sample_rate * fade_ms / 1000), frames // 2)
+    if not first:
+        _fade(samples, info.channels, range(span), rising=True, span=span)
+    if not last:
+        _fade(samples, info.channels, range(frames - span, frames), rising=False, span=span)
+    return samples
 
 
 def _samples(wav: bytes, info: WavInfo) -> array[int]:

@@ -51,6 +51,8 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         ),
         (["submit", "speak", "Hi.", "--wait", "--out", str(tmp_path)], "is a directory"),
         (["submit", "speak", "Hi.", "--out", str(tmp_path / "x.wav")], "--out needs --wait"),
+        (["submit", "speak", "Hi.", "--stream"], "--stream writes the audio as it is made"),
+        (["submit", "speak", "Hi.", "--out", "-", "--json"], "--out - writes the audio to stdout"),
         (["submit", "job", "greting"], "did you mean 'greeting'"),
         (["submit", "job", "greeting", "--param", "town=Oslo"], "known parameters: name, times"),
         (["submit", "job", "greeting", "--param", "times=many"], "takes a int"),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import struct
+import wave
 
 import pytest
 
 from sparkjobs.backends.audio import (
+    HEADER_BYTES,
+    ProgressiveWav,
     WavStream,
     encode_wav,
     parse_wav,
@@ -63,3 +67,40 @@ def test_a_wrong_sample_rate_is_bad_audio() -> None:
 
 def test_speech_of_plausible_length_is_accepted() -> None:
     assert validate_speech(encode_wav(_pcm(3.0)), TEXT).duration_s == pytest.approx(3.0)
+
+
+class _Pipe(io.BytesIO):
+    """A sink that cannot seek back, as stdout or a player's pipe."""
+
+    def seekable(self) -> bool:
+        return False
+
+
+PIECES = [bytes(range(256)) * 3, b"\x01\x02" * 500, b"\x7f\x00" * 1200]
+
+
+def test_a_progressive_wav_file_is_a_valid_wav_after_every_piece_and_whole_at_the_end() -> None:
+    out = io.BytesIO()
+    writer = ProgressiveWav(out)
+    assert parse_wav(out.getvalue()).frames == 0
+    written = b""
+    for pcm in PIECES:
+        writer.append(pcm)
+        written += pcm
+        with wave.open(io.BytesIO(out.getvalue())) as reader:  # the standard library agrees
+            assert reader.readframes(reader.getnframes()) == written
+    assert out.getvalue() == encode_wav(written)
+
+
+@pytest.mark.parametrize("seekable", [True, False], ids=["file", "pipe"])
+def test_a_progressive_wav_cut_at_any_byte_past_its_header_reads_as_what_arrived(
+    seekable: bool,
+) -> None:
+    out: io.BytesIO = io.BytesIO() if seekable else _Pipe()
+    writer = ProgressiveWav(out)
+    for pcm in PIECES:
+        writer.append(pcm)
+    data = out.getvalue()
+    for cut in range(HEADER_BYTES, len(data) + 1):
+        info = parse_wav(data[:cut])
+        assert info.frames == (cut - HEADER_BYTES) // 2  # every whole sample that arrived
