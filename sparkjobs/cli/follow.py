@@ -34,8 +34,20 @@ Stream = Annotated[
     bool,
     typer.Option("--stream", help="Write the audio to --out as it is made (implies --wait)."),
 ]
+Play = Annotated[
+    bool,
+    typer.Option(
+        "--play", help="Play the audio as it is made, on a local player (implies --wait)."
+    ),
+]
 # `--out -`: the audio goes to stdout as it is made (a player can read it there).
 STDOUT = Path("-")
+# Players that read a WAV from stdin, first found first; each argv ends with stdin.
+PLAYERS = (
+    ("ffplay", ("-nodisp", "-autoexit", "-loglevel", "error", "-")),
+    ("paplay", ()),
+    ("aplay", ("-q", "-")),
+)
 
 
 def check_out(out: Path | None) -> None:
@@ -51,12 +63,40 @@ def check_out(out: Path | None) -> None:
         raise BadInput(f"--out {out} is not writable; choose another path")
 
 
-def check_stream(stream: bool, out: Path | None, as_json: bool) -> bool:
-    """Whether the audio streams (`--stream`, or `--out -`); refuse what cannot work.
+def find_player() -> list[str]:
+    """The argv of the first local player found that reads a WAV from stdin.
 
     Raises:
-        BadInput: --stream without --out, or the audio and JSON both on stdout.
+        BadInput: none is installed (naming what to install).
     """
+    import shutil
+
+    for name, args in PLAYERS:
+        found = shutil.which(name)
+        if found is not None:
+            return [found, *args]
+    raise BadInput(
+        "--play needs a player that reads audio from stdin, and none of ffplay, paplay or "
+        "aplay is installed. Fix: install one (e.g. `apt install ffmpeg`, `apt install "
+        "pulseaudio-utils` or `apt install alsa-utils`), or write a file with --out FILE"
+    )
+
+
+def check_stream(stream: bool, out: Path | None, as_json: bool, play: bool = False) -> bool:
+    """Whether the audio streams (`--stream`, `--out -` or `--play`); refuse what cannot
+    work.
+
+    Raises:
+        BadInput: --stream without --out, the audio and JSON both on stdout, --play with
+            --json or --out, or --play without a player.
+    """
+    if play:
+        if as_json:
+            raise BadInput("--play plays the audio; leave out --json (or --play)")
+        if out is not None:
+            raise BadInput("--play and --out both take the audio; choose one")
+        find_player()
+        return True
     if stream and out is None:
         raise BadInput(
             "--stream writes the audio as it is made: give --out FILE, or --out - for stdout"
@@ -66,23 +106,32 @@ def check_stream(stream: bool, out: Path | None, as_json: bool) -> bool:
     return stream or out == STDOUT
 
 
-def stream_and_deliver(config: Config, run_id: uuid.UUID, *, out: Path, as_json: bool) -> None:
-    """Write the run's speech to `out` (or stdout) piece by piece as it is made, then
-    report how the run ended, as `wait_and_deliver` does.
+def stream_and_deliver(
+    config: Config, run_id: uuid.UUID, *, out: Path | None, as_json: bool
+) -> None:
+    """Write the run's speech to `out` (or stdout, or with None a local player) piece by
+    piece as it is made, then report how the run ended, as `wait_and_deliver` does.
 
     A file is a valid WAV at every moment (its sizes follow the PCM written); stdout
-    gets a WAV of unknown length, which players read to its end.
+    and a player get a WAV of unknown length, which they read to its end.
 
     Raises:
         typer.Exit: 1 when the run did not succeed, 130 on Ctrl-C (the run goes on).
     """
+    import subprocess
     import sys
 
     from sparkjobs.backends.audio import ProgressiveWav
     from sparkjobs.runs.info import follow_run
     from sparkjobs.runs.listen import follow_audio
 
-    sink = sys.stdout.buffer if out == STDOUT else out.open("wb")
+    player = None
+    if out is None:
+        player = subprocess.Popen(find_player(), stdin=subprocess.PIPE)
+        assert player.stdin is not None
+        sink: Any = player.stdin
+    else:
+        sink = sys.stdout.buffer if out == STDOUT else out.open("wb")
     writer: ProgressiveWav | None = None
     try:
         for heard in follow_audio(config, run_id):
@@ -97,7 +146,10 @@ def stream_and_deliver(config: Config, run_id: uuid.UUID, *, out: Path, as_json:
     finally:
         if sink is not sys.stdout.buffer:
             sink.close()
-    finish(run, written=None if out == STDOUT or writer is None else out, as_json=as_json)
+        if player is not None:
+            player.wait()
+    written = None if out in (None, STDOUT) or writer is None else out
+    finish(run, written=written, as_json=as_json)
 
 
 def check_infrastructure(config: Config) -> None:

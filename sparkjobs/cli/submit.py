@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sparkjobs.cli.follow import AsJson, Out, Stream
+from sparkjobs.cli.follow import AsJson, Out, Play, Stream
 from sparkjobs.errors import BadInput
 
 if TYPE_CHECKING:
@@ -52,17 +52,18 @@ def speak(
     wait: Wait = False,
     out: Out = None,
     stream: Stream = False,
+    play: Play = False,
     as_json: AsJson = False,
 ) -> None:
     """Read TEXT aloud on a TTS service (long text is split, synthesized and joined);
-    with --stream (or --out -) the audio is written as each piece is made."""
+    with --stream, --out - or --play the audio comes as each piece is made."""
     from sparkjobs.cli.context import get_config
     from sparkjobs.cli.follow import check_stream
     from sparkjobs.runs.adhoc import speak_job
 
     config = get_config()
     words = read_text(text, file)
-    audio = check_stream(stream, out, as_json)
+    audio = check_stream(stream, out, as_json, play)
     _check_waiting(wait or audio, out)
     built = speak_job(config, words, voice=voice, service=service)
     _submit(config, built, wait or audio, out, as_json, stream_audio=audio)
@@ -82,6 +83,7 @@ def clone(
     wait: Wait = False,
     out: Out = None,
     stream: Stream = False,
+    play: Play = False,
     as_json: AsJson = False,
 ) -> None:
     """Speak TEXT in the voice of a reference recording (stored on the TTS node first)."""
@@ -93,7 +95,7 @@ def clone(
     words = read_text(text, file)
     if ref_audio is None:
         raise BadInput("submit clone needs --ref-audio REF.wav, a recording of the voice")
-    audio = check_stream(stream, out, as_json)
+    audio = check_stream(stream, out, as_json, play)
     wait = wait or audio
     _check_waiting(wait, out)
     check_reference(ref_audio)
@@ -236,7 +238,7 @@ def _submit(
         else:
             console.print(str(submitted.run_id), markup=False)
         return
-    if stream_audio and out is not None:
+    if stream_audio:  # to --out, stdout, or with no --out (--play) a player
         stream_and_deliver(config, submitted.run_id, out=out, as_json=as_json)
         return
     if stream:

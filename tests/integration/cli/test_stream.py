@@ -15,7 +15,7 @@ from sparkjobs.artifacts.ensure import get_artifact
 from sparkjobs.backends.audio import parse_wav
 from sparkjobs.runs.info import audio_of
 from sparkjobs.runs.wait import wait_for_run
-from tests.integration.cli.support import ok
+from tests.integration.cli.support import ok, run_count
 from tests.integration.jobs.test_runs import SENTENCES
 from tests.support.cluster import Cluster
 
@@ -65,3 +65,50 @@ def test_out_dash_streams_the_wav_to_stdout_and_reports_on_stderr(
     assert "succeeded: run " in said
     run_id = said.split("succeeded: run ", 1)[1].split()[0].rstrip(",")
     assert pcm_of(result.stdout) == pcm_of(joined_wav(workers, run_id, tmp_path))
+
+
+def test_play_pipes_the_speech_to_a_local_player_as_it_is_made(
+    workers: Cluster, tmp_path: Path
+) -> None:
+    # A stand-in for aplay: it keeps what it is given to play.
+    players = tmp_path / "bin"
+    players.mkdir()
+    heard = tmp_path / "heard.wav"
+    aplay = players / "aplay"
+    aplay.write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        f"open({str(heard)!r}, 'wb').write(sys.stdin.buffer.read())\n"
+    )
+    aplay.chmod(0o755)
+    result = subprocess.run(
+        [sys.executable, "-m", "sparkjobs", "submit", "speak", LONG, "--play"],
+        env={**workers.env, "PATH": str(players)}, capture_output=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    said = result.stderr.decode()
+    run_id = said.split("succeeded: run ", 1)[1].split()[0].rstrip(",")
+    assert pcm_of(heard.read_bytes()) == pcm_of(joined_wav(workers, run_id, tmp_path))
+
+
+def test_play_without_a_player_says_what_to_install_and_queues_nothing(
+    workers: Cluster, tmp_path: Path
+) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "sparkjobs", "submit", "speak", "Hi.", "--play"],
+        env={**workers.env, "PATH": str(empty)}, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "none of ffplay, paplay or aplay is installed" in result.stderr
+    assert "apt install" in result.stderr
+    assert run_count(workers) == 0
+
+
+def test_play_with_json_is_refused_before_anything_is_queued(workers: Cluster) -> None:
+    result = workers.sparkjobs("submit", "speak", "Hi.", "--play", "--json")
+    assert result.returncode == 2
+    assert "--play plays the audio; leave out --json" in result.stderr
+    assert run_count(workers) == 0
