@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from sparkjobs.config import Config
+    from sparkjobs.dispatch.places import StepPlace
     from sparkjobs.store.models import Run, Step
 
 RunId = Annotated[str, typer.Argument(help="The run's id (a UUID).", show_default=False)]
@@ -74,19 +75,21 @@ def list_runs(
 
 
 def show(run_id: RunId, as_json: AsJson = False) -> None:
-    """Show a run: each step's node, service, attempts, timings, output and error."""
+    """Show a run: each step's node, service, attempts, timings, output and error; a
+    waiting step's reason, its place in its service's line and its expected start."""
     from sparkjobs.cli.context import get_config
     from sparkjobs.cli.output import print_json
-    from sparkjobs.runs.info import run_detail
+    from sparkjobs.runs.info import line_places, run_detail
     from sparkjobs.store.queries import get_run
 
     config = get_config()
     with _reading(config) as session:
         run = get_run(session, run_id)
+        places = line_places(config, session, run)
     if as_json:
-        print_json(run_detail(run))
+        print_json(run_detail(run, places))
         return
-    _print_run(run)
+    _print_run(run, places)
 
 
 def wait(run_id: RunId, out: Out = None, as_json: AsJson = False) -> None:
@@ -168,7 +171,7 @@ def _status(run: Run) -> str:
     return f"[{colour}]{run.status.value}[/]" if colour else run.status.value
 
 
-def _print_run(run: Run) -> None:
+def _print_run(run: Run, places: dict[int, StepPlace]) -> None:
     from sparkjobs.cli.output import console
 
     header = f"run {run.id}  job {run.job}  {run.kind.value}  trigger {run.trigger.value}"
@@ -179,10 +182,10 @@ def _print_run(run: Run) -> None:
     if run.error:
         console.print(f"error: {run.error}", markup=False)
     for step in run.steps:
-        _print_step(step)
+        _print_step(step, places.get(step.index))
 
 
-def _print_step(step: Step) -> None:
+def _print_step(step: Step, place: StepPlace | None = None) -> None:
     from sparkjobs.cli.output import console
 
     console.print(
@@ -213,3 +216,7 @@ def _print_step(step: Step) -> None:
         console.print(f"  text: {step.result.text}", markup=False)
     if step.error:
         console.print(f"  error: {step.error}", markup=False)
+    if place is not None:  # live, where a recorded lease wait names its place then
+        console.print(f"  waiting: {place.describe()}", markup=False)
+    elif step.waiting_for and not step.status.terminal:
+        console.print(f"  waiting: {step.waiting_for}", markup=False)

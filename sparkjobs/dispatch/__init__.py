@@ -5,7 +5,8 @@ publishes their state, `backpressure` reads their own load, `gate` combines the 
 into one answer, `standing` is what admission reads of a step, `admission` holds a
 task's ticket and lease, `waits` records why a step waits
 (`wait_reason(step)` for `show` and the run page), `monitor` is the worker's probe thread,
-`probe` asks every server directly, and `retry` says when a step is tried again.
+`status` is the published health every other surface shows, `places` says where waiting
+work stands in line and when it may start, and `retry` says when a step is tried again.
 """
 
 from __future__ import annotations

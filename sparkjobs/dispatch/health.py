@@ -1,7 +1,11 @@
 """Service health: each node's worker probes its servers and publishes what it found.
 
 A reading is up, loading, overloaded or down, with a detail for people and the time
-the state began. It is published in Redis with a TTL, so a reading nobody refreshes
+the state began. An up reading may be marked busy: every slot of the service is held,
+or its probe waited behind a call in progress (a serial server such as the Orpheus
+front-end answers nothing else while it synthesizes). Busy is not a state of its own:
+a busy server is reachable and admits the next unit of its line like any up server.
+A reading is published in Redis with a TTL, so a reading nobody refreshes
 (the node's worker is gone) disappears rather than lying; no reading means unknown,
 and unknown does not hold work back. Probes, by kind: vLLM `/health` then `/metrics`
 (backpressure), Ollama `/api/version` then `/api/ps`, the Orpheus front-end's voices
@@ -52,9 +56,6 @@ class Reading:
     since: float  # epoch seconds when this state began
     checked: float  # epoch seconds of the probe
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
     @classmethod
     def from_json(cls, text: str | bytes) -> Reading:
         data = json.loads(text)
@@ -64,13 +65,24 @@ class Reading:
             detail=str(data["detail"]),
             since=float(data["since"]),
             checked=float(data["checked"]),
+            busy=bool(data.get("busy", False)),  # absent from older workers' readings
         )
+
+    busy: bool = False  # up, with every slot taken (or the probe waited behind a call)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @property
+    def label(self) -> str:
+        """The state for people: "busy" for a busy up server, else the state's name."""
+        return "busy" if self.busy and self.state is ServerState.UP else self.state.value
 
     def describe(self, url: str, now: float) -> str:
         """E.g. "gemma (http://...) is down for 42 s: connection refused"."""
         for_s = max(0.0, now - self.since)
         detail = f": {self.detail}" if self.detail else ""
-        return f"{self.service} ({url}) is {self.state.value} for {for_s:.0f} s{detail}"
+        return f"{self.service} ({url}) is {self.label} for {for_s:.0f} s{detail}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,15 @@ class Probe:
 
     state: ServerState
     detail: str = ""
+    busy: bool = False
+
+
+def busy_when_full(probe: Probe, held: int, limit: int) -> Probe:
+    """`probe`, marked busy when it found the server up with all `limit` slots held."""
+    if probe.state is not ServerState.UP or probe.busy or held < limit:
+        return probe
+    detail = probe.detail or f"all {limit} slot(s) in use"
+    return Probe(ServerState.UP, detail, busy=True)
 
 
 def probe_service(name: str, service: ServiceConfig, config: Config, *, busy: bool) -> Probe:
@@ -115,7 +136,7 @@ def _transport_problem(exc: httpx.HTTPError, *, busy: bool) -> Probe:
         # not running: nothing tells the two apart from outside.
         return Probe(ServerState.DOWN, "connection refused (not running, or loading its model)")
     if isinstance(exc, httpx.TimeoutException) and busy:
-        return Probe(ServerState.UP, "busy: the probe waited behind a call in progress")
+        return Probe(ServerState.UP, "the probe waited behind a call in progress", busy=True)
     return Probe(ServerState.DOWN, f"{type(exc).__name__}: {exc}")
 
 
@@ -186,7 +207,7 @@ class HealthBoard:
         now = time.time() if now is None else now
         previous = self.read(service)
         since = previous.since if previous and previous.state == probe.state else now
-        reading = Reading(service, probe.state, probe.detail, since, now)
+        reading = Reading(service, probe.state, probe.detail, since, now, probe.busy)
         ttl_ms = max(1, round(self.config.dispatch.health_ttl_s * 1000))
         self.client.set(self.key(service), reading.to_json(), px=ttl_ms)
         return reading

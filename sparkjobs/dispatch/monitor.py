@@ -2,8 +2,8 @@
 
 Every `dispatch.health_interval_s` the worker probes each service of its node at
 once (a slow server does not delay the others' readings) and publishes the readings
-with their TTL. It logs changes of state only, so a server that stays down does not
-fill the log.
+with their TTL, marked busy when every slot of the service is held (the leases say
+so). It logs changes of state only, so a server that stays down does not fill the log.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from sparkjobs.broker.client import key
-from sparkjobs.dispatch.health import HealthBoard, ServerState, probe_service
+from sparkjobs.dispatch.health import HealthBoard, ServerState, busy_when_full, probe_service
 from sparkjobs.dispatch.leases import Leases
 
 if TYPE_CHECKING:
@@ -62,9 +62,10 @@ class HealthMonitor:
 
     def _probe(self, name: str) -> None:
         try:
-            busy = self.leases.held(name) > 0
-            probe = probe_service(name, self.services[name], self.config, busy=busy)
-            reading = self.board.publish(name, probe)
+            spec = self.services[name]
+            held = self.leases.held(name)
+            probe = probe_service(name, spec, self.config, busy=held > 0)
+            reading = self.board.publish(name, busy_when_full(probe, held, spec.in_flight_limit))
         except Exception:  # a daemon thread must outlive a Redis or server blip
             log.warning("health probe of %s failed", name, exc_info=True)
             return

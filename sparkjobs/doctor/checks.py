@@ -227,12 +227,13 @@ def clock(worker_name: str, skew_s: float) -> Finding:
 def service(
     name: str, config: ServiceConfig, state: str | None, detail: str, *, published: bool
 ) -> Finding:
-    """A service's health: `state` is up, overloaded, loading or down (None: unknown)."""
+    """A service's health: `state` is up, busy, overloaded, loading or down (None:
+    unknown), as the run page shows it (busy: every slot taken, which is fine)."""
     source = "reported by its worker" if published else "probed from here"
     where = f"{config.url} on {config.node}"
     said = f": {detail}" if detail else ""
-    if state in ("up", "overloaded"):
-        status = Status.OK if state == "up" else Status.WARN
+    if state in ("up", "busy", "overloaded"):
+        status = Status.OK if state in ("up", "busy") else Status.WARN
         return Finding(f"service {name}", status, f"{state} at {where} ({source}){said}")
     if state == "loading":
         return Finding(f"service {name}", Status.WARN, f"loading at {where} ({source}){said}")

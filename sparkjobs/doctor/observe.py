@@ -195,18 +195,31 @@ class ServiceFacts:
 
 
 def observe_service(config: Config, app: SparkjobsApp | None, name: str) -> ServiceFacts:
-    """The health its worker published in Redis, else an HTTP probe from this host."""
-    from sparkjobs.dispatch.health import HealthBoard, probe_service
+    """The health its worker published in Redis (as the run page shows it: busy
+    included), else an HTTP probe from this host, judged as the worker would judge it
+    (a probe that waits behind a call in progress is busy, not down)."""
+    import functools
 
+    from sparkjobs.broker.client import key
+    from sparkjobs.dispatch.health import HealthBoard, busy_when_full, probe_service
+    from sparkjobs.dispatch.leases import Leases
+
+    spec = config.services[name]
+    held = 0
     if app is not None:
         try:
             reading = HealthBoard(app.redis, config).read(name)
+            leases = Leases(app.redis, functools.partial(key, config),
+                            ttl_s=config.dispatch.lease_ttl_s)  # fmt: skip
+            held = leases.held(name) if reading is None else 0
         except Exception:  # a bad reading must not stop the report
             reading = None
         if reading is not None:
-            return ServiceFacts(reading.state.value, reading.detail, published=True)
-    probe = probe_service(name, config.services[name], config, busy=False)
-    return ServiceFacts(probe.state.value, probe.detail, published=False)
+            return ServiceFacts(reading.label, reading.detail, published=True)
+    probe = busy_when_full(probe_service(name, spec, config, busy=held > 0), held,
+                           spec.in_flight_limit)  # fmt: skip
+    state = "busy" if probe.busy and probe.state.value == "up" else probe.state.value
+    return ServiceFacts(state, probe.detail, published=False)
 
 
 def _text(value: Any) -> str:

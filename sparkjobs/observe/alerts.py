@@ -1,9 +1,12 @@
 """Failure alerts: a webhook (ntfy or Slack-compatible JSON) called once per incident.
 
-An incident is a run that failed, or a service whose health check started failing
-(it is re-armed once the service answers again). `Watcher` polls the store and the
-services from the run page's process; a key in Redis (SET NX) keeps two watchers
-from both sending the same run's alert. The webhook URL may carry a token: it is
+An incident is a run that failed, or a service whose published health reading
+(`sparkjobs.dispatch.status`, what dispatch obeys) turned down or loading; it is
+re-armed once the service answers again (up, busy or overloaded). A service nobody
+publishes a reading for is unknown: no alert, and no re-arming. `Watcher` polls the
+store and the readings from the run page's process; a key in Redis (SET NX) keeps two
+watchers from both sending the same incident (a service's incident is its reading's
+state and when it began). The webhook URL may carry a token: it is
 never logged.
 """
 
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from sparkjobs.config import Config
-    from sparkjobs.dispatch.probe import ServiceHealth
+    from sparkjobs.dispatch.status import ServiceStatus
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +93,13 @@ def run_alert(run: Run, base_url: str) -> Alert:
     )
 
 
-def service_alert(probe: ServiceHealth, base_url: str) -> Alert:
+def service_alert(status: ServiceStatus, base_url: str) -> Alert:
+    since = "?" if status.since is None else f"{status.since:.3f}"
     return Alert(
-        key=f"service:{probe.service}:{probe.checked_at.isoformat()}",
-        title=f"sparkjobs: {probe.service} on {probe.node} is down",
-        message=f"{probe.service} ({probe.kind}) on {probe.node}: {probe.problem or 'no answer'}",
+        key=f"service:{status.service}:{status.state}:{since}",
+        title=f"sparkjobs: {status.service} on {status.node} is {status.state}",
+        message=f"{status.service} ({status.kind}) on {status.node}: "
+        f"{status.detail or 'no answer'}",
         link=f"{base_url}/health",
         tags=("rotating_light",),
     )
@@ -127,9 +132,13 @@ class Watcher:
                 log.warning("alert watcher: %s", exc)
             self.stopping.wait(self.config.alerts.health_every_s)
 
-    def check_once(self, probes: list[ServiceHealth] | None = None) -> list[Alert]:
-        """One pass: alert new failed runs and newly down services; the alerts sent."""
-        from sparkjobs.dispatch.probe import probe_services
+    def check_once(self, statuses: list[ServiceStatus] | None = None) -> list[Alert]:
+        """One pass: alert new failed runs and newly down services; the alerts sent.
+
+        Args:
+            statuses: the services' health (default: the published readings).
+        """
+        from sparkjobs.dispatch.status import read_statuses
 
         sent = []
         with reading(self.sessions) as session:
@@ -143,13 +152,13 @@ class Watcher:
                 self.sent_runs.add(str(run.id))
                 if send(self.config, alert):
                     sent.append(alert)
-        for probe in probes if probes is not None else probe_services(self.config):
-            if probe.ok:
-                self.down.discard(probe.service)
-            elif probe.service not in self.down:
-                self.down.add(probe.service)
-                alert = service_alert(probe, self.base_url)
-                if send(self.config, alert):
+        for status in statuses if statuses is not None else read_statuses(self.config):
+            if status.ok:
+                self.down.discard(status.service)
+            elif status.known and status.service not in self.down:
+                self.down.add(status.service)
+                alert = service_alert(status, self.base_url)
+                if self._claim(alert.key) and send(self.config, alert):
                     sent.append(alert)
         return sent
 

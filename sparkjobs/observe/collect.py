@@ -1,7 +1,9 @@
 """The metrics gauges, read at scrape time, and the worker hook that observes steps.
 
-Counts come from SQL (the truth about runs and steps) and the queue's length from
-Redis; `install(app)` connects the hook that observes each finished step once.
+Counts come from SQL (the truth about runs and steps), the queue's length from
+Redis, and the services' health and line lengths from the readings the workers
+publish in Redis (`sparkjobs.dispatch.status`, what dispatch obeys); `install(app)`
+connects the hook that observes each finished step once.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -23,7 +25,6 @@ if TYPE_CHECKING:
 
     from sparkjobs.broker.app import SparkjobsApp
     from sparkjobs.config import Config
-    from sparkjobs.dispatch.probe import ServiceHealth
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +113,10 @@ def install(app: SparkjobsApp) -> None:
 
 @dataclass(eq=False)  # registries keep collectors in a dict
 class StateCollector(Collector):
-    """Gauges read at scrape time from SQL, Redis and the last health probes."""
+    """Gauges read at scrape time from SQL and Redis (queues, readings, lines)."""
 
     config: Config
     node: str
-    health: dict[str, ServiceHealth] = field(default_factory=dict)
 
     def collect(self) -> Iterator[Metric]:
         services = self.config.node_services(self.node)
@@ -136,9 +136,19 @@ class StateCollector(Collector):
         )
         up = GaugeMetricFamily(
             "sparkjobs_service_up",
-            "1 when the service's health check passed",
+            "1 when the service's published reading is up, busy or overloaded; 0 when down "
+            "or loading; absent when no worker publishes one",
             labels=["node", "service"],
         )
+        busy = GaugeMetricFamily(
+            "sparkjobs_service_busy",
+            "1 when the service is up with every slot taken (its reading says busy)",
+            labels=["node", "service"],
+        )
+        line = GaugeMetricFamily(
+            "sparkjobs_line_length", "Units of work waiting in the service's line",
+            labels=["node", "service"],
+        )  # fmt: skip
         try:
             for status, count in runs_by_status(self.config).items():
                 runs.add_metric([status], count)
@@ -153,8 +163,12 @@ class StateCollector(Collector):
         found = queue_depth(self.config, self.node)
         if found is not None:
             depth.add_metric([self.node], found)
-        for name in services:
-            probe = self.health.get(name)
-            if probe is not None:
-                up.add_metric([self.node, name], 1.0 if probe.ok else 0.0)
-        yield from (runs, steps, flight, limit, depth, up)
+        from sparkjobs.dispatch.status import read_statuses
+
+        for said in read_statuses(self.config, services):
+            if said.known:
+                up.add_metric([self.node, said.service], 1.0 if said.ok else 0.0)
+                busy.add_metric([self.node, said.service], float(said.state == "busy"))
+            if said.line is not None:
+                line.add_metric([self.node, said.service], said.line)
+        yield from (runs, steps, flight, limit, depth, up, busy, line)

@@ -2,15 +2,14 @@
 
 Counters and histograms (`counters`) are observed as steps finish and artifacts move;
 gauges (`collect`: runs and steps by status, queue depth, in-flight against the limit,
-service health) are read when Prometheus scrapes.
+the services' published health and line lengths) are read when Prometheus scrapes.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -30,28 +29,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class MetricsServer:
-    """The HTTP servers of one node's metrics and the thread that probes its services."""
+    """The HTTP servers of one node's metrics."""
 
     servers: list[WSGIServer]
     collector: StateCollector
-    stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def urls(self) -> list[str]:
         return [f"http://{_host(s.server_address[0])}:{s.server_address[1]}/metrics"
                 for s in self.servers]  # fmt: skip
 
-    def probe_forever(self, every_s: float) -> None:
-        from sparkjobs.dispatch.probe import probe_services
-
-        config, node = self.collector.config, self.collector.node
-        while not self.stopping.is_set():
-            for probe in probe_services(config, config.node_services(node)):
-                self.collector.health[probe.service] = probe
-            self.stopping.wait(every_s)
-
     def stop(self) -> None:
-        self.stopping.set()
         for server in self.servers:
             server.shutdown()
             server.server_close()
@@ -68,13 +56,7 @@ def serve(config: Config, node: str) -> MetricsServer | None:
     registry = CollectorRegistry()
     registry.register(_Merged(collector))
     servers = [start_http_server(port, addr, registry)[0] for addr in bind_addresses(config, node)]
-    metrics = MetricsServer(servers, collector)
-    thread = threading.Thread(
-        target=metrics.probe_forever, args=(config.alerts.health_every_s,),
-        name=f"metrics-probe-{node}", daemon=True,
-    )  # fmt: skip
-    thread.start()
-    return metrics
+    return MetricsServer(servers, collector)
 
 
 @dataclass(eq=False)

@@ -2,12 +2,15 @@
 
 `run_summary` is a run in a list, `run_detail` one run in full with its steps,
 attempts, results and artifacts; both use ISO-8601 UTC times and the run's id as
-`run_id`. `follow_run` polls the store until the run finishes, telling the caller
-each time what it sees changes; `audio_of` names the WAV a run produced.
+`run_id`. A step that waits has `waiting_for`, and one with work in its service's
+line its `line` (`line_places` reads them from Redis). `follow_run` polls the store
+until the run finishes, telling the caller each time what it sees changes; `audio_of`
+names the WAV a run produced.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -22,7 +25,14 @@ from sqlalchemy.exc import DBAPIError
 from sparkjobs.store.models import ArtifactRole, Run, Status, Step
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from sqlalchemy.orm import Session
+
     from sparkjobs.config import Config
+    from sparkjobs.dispatch.places import StepPlace
+
+log = logging.getLogger(__name__)
 
 # Poll quickly at first (a short job's end is noticed within milliseconds), then
 # back off so that a long wait costs the database little.
@@ -52,17 +62,51 @@ def run_summary(run: Run) -> dict[str, Any]:
     }
 
 
-def run_detail(run: Run) -> dict[str, Any]:
+def run_detail(run: Run, places: Mapping[int, StepPlace] | None = None) -> dict[str, Any]:
     """A run in full, as `sparkjobs show --json` prints it: the summary plus its steps.
 
-    The run must come from `store.queries.get_run` (everything loaded).
+    The run must come from `store.queries.get_run` (everything loaded); `places` are
+    its steps' places in line, by index (`line_places`).
     """
-    return {**run_summary(run), "steps": [step_detail(step) for step in run.steps]}
+    places = places or {}
+    steps = [step_detail(step, places.get(step.index)) for step in run.steps]
+    return {**run_summary(run), "steps": steps}
 
 
-def step_detail(step: Step) -> dict[str, Any]:
-    """One step: where it ran, its timings, output, artifacts and attempts."""
+def line_places(config: Config, session: Session, run: Run) -> dict[int, StepPlace]:
+    """Where the unfinished steps of `run` stand in their services' lines, by index;
+    empty for a finished run, and when the broker does not answer (logged)."""
+    import functools
+
+    from sparkjobs.broker.client import key, redis_client
+    from sparkjobs.dispatch.leases import Leases
+    from sparkjobs.dispatch.places import step_places
+
+    if run.status.terminal:
+        return {}
+    try:
+        client = redis_client(config, timeout_s=2.0)
+        try:
+            leases = Leases(client, functools.partial(key, config),
+                            ttl_s=config.dispatch.lease_ttl_s)  # fmt: skip
+            return step_places(config, session, leases, run)
+        finally:
+            client.close()
+    except Exception as exc:  # the places are extra: the run shows without them
+        log.warning("the lines of run %s could not be read: %s", run.id, type(exc).__name__)
+        return {}
+
+
+def step_detail(step: Step, place: StepPlace | None = None) -> dict[str, Any]:
+    """One step: where it ran, its timings, output, artifacts and attempts; a step that
+    waits also has `waiting_for` (what dispatch recorded), and `line` when it waits in
+    its service's line (`place`)."""
     result = step.result
+    extra: dict[str, Any] = {}
+    if step.waiting_for and not step.status.terminal:
+        extra["waiting_for"] = step.waiting_for
+    if place is not None:
+        extra["line"] = place.as_json()
     return {
         "index": step.index,
         "kind": step.name,
@@ -107,6 +151,7 @@ def step_detail(step: Step) -> dict[str, Any]:
             }
             for attempt in step.attempts
         ],
+        **extra,
     }
 
 

@@ -212,7 +212,8 @@ def show_run(state: WebState, request: Request, _: None) -> dict[str, Any]:
     from sparkjobs.store.queries import get_run
 
     with reading(state.sessions) as session:
-        return run_detail(get_run(session, request.path_params["run_id"]))
+        run = get_run(session, request.path_params["run_id"])
+        return run_detail(run, state.places(state.config, session, run))
 
 
 def cancel(state: WebState, request: Request, _: None) -> dict[str, Any]:
@@ -251,10 +252,17 @@ def pause_or_resume(state: WebState, request: Request, _: None) -> dict[str, Any
 
 def health(state: WebState, request: Request, _: None) -> list[dict[str, Any]]:
     return [
-        {"service": p.service, "node": p.node, "kind": p.kind, "ok": p.ok,
-         "problem": p.problem, "checked_at": p.checked_at.isoformat()}
-        for p in state.health.get()
+        {"service": s.service, "node": s.node, "kind": s.kind, "state": s.state, "ok": s.ok,
+         "detail": s.detail, "problem": None if s.ok else s.detail or s.state,
+         "since": _iso(s.since), "checked_at": _iso(s.checked), "line": s.line}
+        for s in state.health()
     ]  # fmt: skip
+
+
+def _iso(epoch_s: float | None) -> str | None:
+    from datetime import UTC, datetime
+
+    return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC).isoformat()
 
 
 routes = [

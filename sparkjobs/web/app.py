@@ -21,7 +21,7 @@ from starlette.templating import Jinja2Templates
 
 from sparkjobs.config import is_loopback
 from sparkjobs.web.auth import MAX_HEADER_BYTES, AuthMiddleware, Credentials
-from sparkjobs.web.state import HealthCache, Prober, WebState, default_prober
+from sparkjobs.web.state import Places, Readings, WebState, line_places, published_readings
 from sparkjobs.web.views import Links
 
 if TYPE_CHECKING:
@@ -55,14 +55,17 @@ def create_app(
     config: Config,
     *,
     sessions: sessionmaker[Session] | None = None,
-    prober: Prober | None = None,
+    readings: Readings | None = None,
+    places: Places | None = None,
     watch: bool = False,
 ) -> Starlette:
     """The run page and API of `config`.
 
     Args:
         sessions: the store (default: opened from `config.database`).
-        prober: how service health is probed (tests give a fake).
+        readings: where the services' health comes from (default: the readings the
+            workers publish in Redis; tests give their own).
+        places: where a run's waiting steps stand in line (default: read in Redis).
         watch: also run the alert watcher (`sparkjobs web` does; tests need not).
     """
     from sparkjobs.web import pages
@@ -78,7 +81,7 @@ def create_app(
     templates.env.filters["seconds"] = pages.seconds
     state = WebState(
         config, sessions, templates, Links(flower_url(config)),
-        HealthCache(config, prober or default_prober),
+        readings or published_readings, places or line_places,
     )  # fmt: skip
 
     @contextlib.asynccontextmanager

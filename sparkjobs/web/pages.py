@@ -7,6 +7,7 @@ buttons post forms that redirect back (post/redirect/get), so no JavaScript is n
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -84,7 +85,8 @@ def run_page(request: Request) -> Response:
     try:
         with reading(state.sessions) as session:
             run = get_run(session, request.path_params["run_id"])
-            detail = run_detail(state.config, run, state.links)
+            places = state.places(state.config, session, run)
+            detail = run_detail(state.config, run, state.links, places)
     except UnknownRun as exc:
         return _render(request, "error.html", status_code=404, title="No such run", error=str(exc))
     return _render(request, "run.html", run=detail, refresh=not Status(detail["status"]).terminal)
@@ -122,9 +124,10 @@ def job_action(request: Request) -> Response:
 
 def health_page(request: Request) -> Response:
     state = _state(request)
-    probes = state.health.get()
-    nodes = {node: [p for p in probes if p.node == node] for node in state.config.nodes}
-    return _render(request, "health.html", nodes=nodes)
+    statuses = state.health()
+    nodes = {node: [s for s in statuses if s.node == node] for node in state.config.nodes}
+    return _render(request, "health.html", nodes=nodes, now=time.time(),
+                   interval=state.config.dispatch.health_interval_s)  # fmt: skip
 
 
 def _redirect(path: str, message: str) -> RedirectResponse:

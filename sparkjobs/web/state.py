@@ -1,12 +1,15 @@
-"""What every handler of the run page and API reads: the config, the store, and the
-last health of every service."""
+"""What every handler of the run page and API reads: the config, the store, the
+services' published health and where waiting work stands in the lines.
+
+Health is what the workers publish (`sparkjobs.dispatch.status`), read from Redis at
+each request: the page never probes a server itself, so it says what dispatch obeys.
+Both sources are functions of the config, so that tests can give their own.
+"""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,36 +17,27 @@ if TYPE_CHECKING:
     from starlette.templating import Jinja2Templates
 
     from sparkjobs.config import Config
-    from sparkjobs.dispatch.probe import ServiceHealth
+    from sparkjobs.dispatch.places import StepPlace
+    from sparkjobs.dispatch.status import ServiceStatus
+    from sparkjobs.store.models import Run
     from sparkjobs.web.views import Links
 
-HEALTH_TTL_S = 10.0
-
-Prober = Callable[["Config"], "list[ServiceHealth]"]
-
-
-def default_prober(config: Config) -> list[ServiceHealth]:
-    from sparkjobs.dispatch.probe import probe_services
-
-    return probe_services(config)
+Readings = Callable[["Config"], "list[ServiceStatus]"]
+Places = Callable[["Config", "Session", "Run"], "dict[int, StepPlace]"]
 
 
-@dataclass
-class HealthCache:
-    """The last probe of every service, refreshed at most every HEALTH_TTL_S."""
+def published_readings(config: Config) -> list[ServiceStatus]:
+    """Every service's status as its node's worker published it, with its line."""
+    from sparkjobs.dispatch.status import read_statuses
 
-    config: Config
-    prober: Prober
-    _last: list[ServiceHealth] = field(default_factory=list)
-    _at: float = float("-inf")
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    return read_statuses(config)
 
-    def get(self) -> list[ServiceHealth]:
-        with self._lock:
-            if time.monotonic() - self._at > HEALTH_TTL_S:
-                self._last = self.prober(self.config)
-                self._at = time.monotonic()
-            return self._last
+
+def line_places(config: Config, session: Session, run: Run) -> dict[int, StepPlace]:
+    """Where the run's waiting steps stand in their services' lines."""
+    from sparkjobs.runs.info import line_places as places
+
+    return places(config, session, run)
 
 
 @dataclass
@@ -54,4 +48,9 @@ class WebState:
     sessions: sessionmaker[Session]
     templates: Jinja2Templates
     links: Links
-    health: HealthCache
+    readings: Readings = published_readings
+    places: Places = line_places
+
+    def health(self) -> list[ServiceStatus]:
+        """Every service's published status now, in config order."""
+        return self.readings(self.config)

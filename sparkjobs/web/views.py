@@ -15,7 +15,10 @@ from sparkjobs.runs.info import iso
 from sparkjobs.store.models import ArtifactRole, AttemptStatus, Status
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from sparkjobs.config import Config
+    from sparkjobs.dispatch.places import StepPlace
     from sparkjobs.scheduling.control import JobRow
     from sparkjobs.store.models import Run, Step
 
@@ -49,9 +52,13 @@ def run_summary(run: Run) -> dict[str, Any]:
     return row
 
 
-def run_detail(config: Config, run: Run, links: Links) -> dict[str, Any]:
-    """A run with everything loaded by `get_run`: steps, attempts, text and audio."""
-    steps = [step_detail(config, run, step, links) for step in run.steps]
+def run_detail(
+    config: Config, run: Run, links: Links, places: Mapping[int, StepPlace] | None = None
+) -> dict[str, Any]:
+    """A run with everything loaded by `get_run`: steps, attempts, text and audio;
+    `places` are where its waiting steps stand in line, by index."""
+    places = places or {}
+    steps = [step_detail(config, run, step, links, places.get(step.index)) for step in run.steps]
     texts = [step["text"] for step in steps if step["text"]]
     return {
         **run_summary(run),
@@ -62,7 +69,9 @@ def run_detail(config: Config, run: Run, links: Links) -> dict[str, Any]:
     }
 
 
-def step_detail(config: Config, run: Run, step: Step, links: Links) -> dict[str, Any]:
+def step_detail(
+    config: Config, run: Run, step: Step, links: Links, place: StepPlace | None = None
+) -> dict[str, Any]:
     spec = step.spec or {}
     result = step.result
     attempts = [
@@ -115,7 +124,9 @@ def step_detail(config: Config, run: Run, step: Step, links: Links) -> dict[str,
         "pieces_total": step.pieces_total,
         "pieces_done": step.pieces_done,
         "error": step.error,
-        "waiting_for": waiting_for(config, run, step),
+        # Its place in line is live; a recorded lease wait named the place it had then.
+        "waiting_for": waiting_for(config, run, step) if place is None else place.describe(),
+        "line": None if place is None else place.as_json(),
         "text": None if result is None else result.text,
         "attempts": attempts,
         "audio": audio,

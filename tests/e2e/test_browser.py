@@ -6,16 +6,20 @@ Chromium missing: the test fails under CI=true (`.ci/run` installs it) and skips
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.web.conftest import cluster_sims, serving, workers
-from tests.support.cluster import Cluster
+from tests.integration.web.conftest import cluster_sims, serving, wait_for_http, workers
+from tests.support.cluster import Cluster, wait_for_workers
+from tests.support.mute import MuteOrpheus, serve_orpheus_from
 
 __all__ = ["cluster_sims", "serving", "workers"]
 
@@ -128,3 +132,65 @@ def test_a_person_runs_a_job_reads_its_text_plays_its_audio_and_finds_it_in_flow
     text = wide.inner_text("body")
     assert "sparkjobs.step" in text
     assert "morning-briefing · step 1/2 chat on gemma@spark1" in text
+
+
+@pytest.fixture
+def saturated(cluster: Cluster, tmp_path: Path) -> Iterator[Cluster]:
+    """spark2's worker and the run page, while Orpheus (serial) is held by a long call:
+    its lease is taken and its front-end keeps every probe waiting, as it does while it
+    synthesizes."""
+    from sparkjobs.broker.app import create_app
+    from sparkjobs.broker.client import key
+    from sparkjobs.dispatch.leases import Leases
+
+    orpheus = MuteOrpheus()
+    serve_orpheus_from(cluster.path, orpheus)
+    config = cluster.config
+    leases = Leases(create_app(config).redis, functools.partial(key, config), ttl_s=600.0)
+    lease, _ = leases.try_acquire("orpheus", 1)
+    assert lease is not None
+    cluster.start("worker", "--node", "spark2")
+    cluster.start("web", log=tmp_path / "web.log")
+    wait_for_workers(cluster, ["spark2"])
+    wait_for_http(f"http://127.0.0.1:{config.web.port}/healthz", cluster)
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()
+        orpheus.close()
+
+
+def test_the_health_page_during_saturation_shows_busy_and_the_line_as_doctor_does(
+    saturated: Cluster, browser: Any
+) -> None:
+    from sparkjobs.jobs.define import job, speak
+    from sparkjobs.runs.submit import submit_job
+
+    config = saturated.config
+    base = f"http://127.0.0.1:{config.web.port}"
+    speech = job("speech", steps=[speak("Good morning.", voice="tara", service="orpheus")])
+    runs = [submit_job(config, speech, trigger="submit").run_id for _ in range(2)]
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(HANG_GUARD_MS)
+    row = page.locator('tr[data-service="orpheus"]')
+    deadline = time.monotonic() + HANG_GUARD_MS / 1000
+    while True:  # until spark2's worker has published its first reading of Orpheus
+        page.goto(f"{base}/health")
+        if row.get_attribute("data-state") != "unknown":
+            break
+        assert time.monotonic() < deadline, "no reading of orpheus published (hang guard)"
+        page.wait_for_timeout(250)
+    shot(page, "health-busy")
+    assert row.get_attribute("data-state") == "busy"
+    assert row.locator(".pill").inner_text() == "busy"
+    assert row.locator("td.line").inner_text() == "2"
+
+    doctor = saturated.sparkjobs("doctor", "--json", "--node", "spark2", timeout_s=120)
+    findings = {f["name"]: f for f in json.loads(doctor.stdout)["findings"]}
+    assert findings["service orpheus"]["status"] == "ok", findings["service orpheus"]
+    assert findings["service orpheus"]["detail"].startswith("busy at ")
+
+    page.goto(f"{base}/runs/{runs[1]}")
+    assert "2nd in line for orpheus" in page.locator(".waiting").inner_text()
+    shot(page, "run-in-line")

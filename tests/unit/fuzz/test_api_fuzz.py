@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from sparkjobs.config import load_config
 from sparkjobs.web.app import create_app
 from tests.unit.fuzz.support import FUZZ
-from tests.unit.web.conftest import Store, fake_prober, fill, write_config
+from tests.unit.web.conftest import Store, fake_readings, fill, write_config
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -98,7 +98,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
     tmp_path: Path = tmp_path_factory.mktemp("api")
     config = load_config(write_config(tmp_path))
     store = fill(config)
-    with TestClient(create_app(config, prober=fake_prober), raise_server_exceptions=False) as c:
+    with TestClient(create_app(config, readings=fake_readings), raise_server_exceptions=False) as c:
         yield c, store
 
 

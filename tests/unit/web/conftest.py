@@ -18,7 +18,8 @@ from starlette.testclient import TestClient
 
 from sparkjobs.artifacts.register import node_root, register_file
 from sparkjobs.config import Config, load_config
-from sparkjobs.dispatch.probe import ServiceHealth
+from sparkjobs.dispatch.health import Reading, ServerState
+from sparkjobs.dispatch.status import ServiceStatus, status_of
 from sparkjobs.store.artifacts import link_artifact
 from sparkjobs.store.attempts import finish_step, record_result
 from sparkjobs.store.engine import open_store
@@ -110,13 +111,24 @@ def fill(config: Config) -> Store:
     return Store(config, sessions, speak_id, failed_id, queued_id, audio)
 
 
-def fake_prober(config: Config) -> list[ServiceHealth]:
-    now = datetime.now(UTC)
-    return [
-        ServiceHealth(name, spec.node, spec.kind, name != "clone",
-                      "connection refused" if name == "clone" else None, now)
-        for name, spec in config.services.items()
-    ]  # fmt: skip
+# What the workers published, as a test states it: clone down, orpheus busy (a serial
+# server holding its one slot), qwen with no worker of its node publishing, gemma up.
+FAKE_READINGS = {
+    "gemma": (ServerState.UP, "", False),
+    "orpheus": (ServerState.UP, "the probe waited behind a call in progress", True),
+    "clone": (ServerState.DOWN, "connection refused", False),
+}
+
+
+def fake_readings(config: Config) -> list[ServiceStatus]:
+    """The services' published health, without Redis: the readings of FAKE_READINGS."""
+    now = datetime.now(UTC).timestamp()
+    found = []
+    for name, spec in config.services.items():
+        said = FAKE_READINGS.get(name)
+        reading = None if said is None else Reading(name, said[0], said[1], now - 42, now, said[2])
+        found.append(status_of(name, spec.node, spec.kind, reading))
+    return found
 
 
 @pytest.fixture
@@ -129,7 +141,7 @@ def make_client(tmp_path: Path) -> Iterator[Callable[..., tuple[TestClient, Stor
         store = fill(config) if not clients else Store(config, open_store(config.database),
                                                         *_ids(stores[0]))  # fmt: skip
         stores.append(store)
-        client = TestClient(create_app(config, prober=fake_prober), **options)  # type: ignore[arg-type]
+        client = TestClient(create_app(config, readings=fake_readings), **options)  # type: ignore[arg-type]
         clients.append(client)
         return client, store
 

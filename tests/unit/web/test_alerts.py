@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sparkjobs.dispatch.probe import ServiceHealth
+from sparkjobs.dispatch.status import ServiceStatus
 from sparkjobs.observe.alerts import Alert, Watcher, payload
 from sparkjobs.store.models import Status
 from sparkjobs.store.runs import finish_run
@@ -69,10 +69,14 @@ def test_slack_gets_json_text_with_a_link() -> None:
     assert as_json == {"text": f"*sparkjobs: briefing failed*\nit broke\n{link}"}
 
 
-def down(service: str, ok: bool) -> ServiceHealth:
-    return ServiceHealth(
-        service, "spark2", "orpheus", ok, None if ok else "refused", datetime.now(UTC)
-    )
+def down(service: str, ok: bool, *, since: float = 1000.0) -> ServiceStatus:
+    """`service` as its worker published it: up, or down since `since`."""
+    return ServiceStatus(service, "spark2", "orpheus", "up" if ok else "down",
+                         "" if ok else "refused", since, since)  # fmt: skip
+
+
+def said(service: str, state: str) -> ServiceStatus:
+    return ServiceStatus(service, "spark2", "orpheus", state, f"{state}, as published")
 
 
 def test_a_failed_run_and_a_service_going_down_alert_once_each(
@@ -87,7 +91,7 @@ def test_a_failed_run_and_a_service_going_down_alert_once_each(
     assert sorted(a.key.split(":")[0] for a in first) == ["run", "run", "service"]
     assert watcher.check_once([down("orpheus", False)]) == []  # same incidents: silent
     assert watcher.check_once([down("orpheus", True)]) == []  # recovered: re-armed
-    again = watcher.check_once([down("orpheus", False)])
+    again = watcher.check_once([down("orpheus", False, since=2000.0)])
     assert [a.title for a in again] == ["sparkjobs: orpheus on spark2 is down"]
     texts = [json.loads(body)["text"] for _, body in hook.calls]
     assert len(texts) == 4
@@ -104,3 +108,18 @@ def test_an_unreachable_webhook_is_logged_without_its_url(
     assert not send(store.config, ALERT)
     assert "not delivered" in caplog.text
     assert "hk-77" not in caplog.text
+
+
+def test_a_busy_service_never_alerts_and_an_unknown_one_neither_alerts_nor_re_arms(
+    make_client: Callable[..., Any], hook: Hook
+) -> None:
+    _, store = make_client(f'[alerts]\nwebhook_url = "{hook.url}"\nformat = "slack"\n')
+    watcher = Watcher(store.config, store.sessions, "http://phone.example:8800")
+    assert watcher.check_once([said("orpheus", "busy"), said("clone", "unknown")]) == []
+    assert [a.title for a in watcher.check_once([down("orpheus", False)])] == [
+        "sparkjobs: orpheus on spark2 is down"
+    ]
+    # No worker publishes for a while: that says nothing about the server.
+    assert watcher.check_once([said("orpheus", "unknown")]) == []
+    assert watcher.check_once([down("orpheus", False)]) == []  # the same incident
+    assert len(hook.calls) == 1

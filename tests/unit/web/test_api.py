@@ -103,11 +103,20 @@ def test_jobs_are_listed_and_paused_and_resumed(make_client: Callable[..., Any])
     assert "known: evening-digest, morning-briefing" in unknown.json()["error"]
 
 
-def test_service_health_is_listed(make_client: Callable[..., Any]) -> None:
+def test_service_health_is_listed_as_the_workers_published_it(
+    make_client: Callable[..., Any],
+) -> None:
     client, _ = make_client()
     health = {h["service"]: h for h in client.get("/api/health").json()}
     assert health["gemma"]["ok"] is True
-    assert health["clone"] == {**health["clone"], "ok": False, "problem": "connection refused"}
+    assert health["clone"] == {**health["clone"], "ok": False, "problem": "connection refused",
+                               "state": "down"}  # fmt: skip
+    assert health["orpheus"] == {**health["orpheus"], "ok": True, "state": "busy",
+                                 "problem": None}  # fmt: skip
+    assert health["qwen"] == {
+        **health["qwen"], "ok": False, "state": "unknown", "since": None, "checked_at": None,
+        "detail": "no worker publishes readings for spark1",
+    }  # fmt: skip
 
 
 def test_cancel_marks_a_queued_run_cancelled_once_and_leaves_finished_ones(

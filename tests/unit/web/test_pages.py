@@ -101,6 +101,17 @@ def test_the_health_page_shows_each_node_and_which_service_is_down(
     assert page.count("pill s-down") == 2  # the clone service, and its node as degraded
 
 
+def test_the_health_page_says_busy_for_a_busy_serial_server_and_unknown_without_a_worker(
+    make_client: Callable[..., Any],
+) -> None:
+    client, _ = make_client()
+    page = client.get("/health").text
+    assert '<tr data-service="orpheus" data-state="busy">' in page
+    assert '<span class="pill s-busy">busy</span>' in page
+    assert '<tr data-service="qwen" data-state="unknown">' in page
+    assert "no worker publishes readings for spark1" in page
+
+
 def test_every_page_links_to_flower(make_client: Callable[..., Any]) -> None:
     client, store = make_client()
     port = store.config.flower.port
