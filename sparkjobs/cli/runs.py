@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sparkjobs.cli.follow import AsJson, Out
+from sparkjobs.cli.follow import AsJson, Out, Play, Stream
 from sparkjobs.errors import BadInput
 
 if TYPE_CHECKING:
@@ -92,19 +92,36 @@ def show(run_id: RunId, as_json: AsJson = False) -> None:
     _print_run(run, places)
 
 
-def wait(run_id: RunId, out: Out = None, as_json: AsJson = False) -> None:
-    """Wait for a run to finish, then write its audio to --out or print its text.
+def wait(
+    run_id: RunId,
+    out: Out = None,
+    stream: Stream = False,
+    play: Play = False,
+    as_json: AsJson = False,
+) -> None:
+    """Wait for a run to finish, then write its audio to --out or print its text; with
+    --stream, --out - or --play the audio comes as each piece of its speech is made.
 
     Exit 0 when it succeeded, 1 when it failed or was cancelled or skipped.
     """
     from sparkjobs.cli.context import get_config
-    from sparkjobs.cli.follow import check_out, wait_and_deliver
+    from sparkjobs.cli.follow import check_out, check_stream, stream_and_deliver, wait_and_deliver
+    from sparkjobs.runs.listen import speech_step
     from sparkjobs.store.queries import get_run
 
+    audio = check_stream(stream, out, as_json, play)
     check_out(out)
     config = get_config()
     with _reading(config) as session:
         run = get_run(session, run_id)  # an unknown id is exit 2 before any waiting
+        if audio and speech_step(run) is None:
+            raise BadInput(
+                f"run {run.id} ({run.job}) has no speak or clone step: there is no audio to "
+                "stream. Fix: drop --stream, --out - and --play; `wait` prints its text"
+            )
+    if audio:
+        stream_and_deliver(config, run.id, out=out, as_json=as_json)
+        return
     wait_and_deliver(config, run.id, out=out, as_json=as_json)
 
 

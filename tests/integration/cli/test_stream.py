@@ -112,3 +112,17 @@ def test_play_with_json_is_refused_before_anything_is_queued(workers: Cluster) -
     assert result.returncode == 2
     assert "--play plays the audio; leave out --json" in result.stderr
     assert run_count(workers) == 0
+
+
+def test_wait_streams_a_running_speech_to_a_file(workers: Cluster, tmp_path: Path) -> None:
+    run_id = workers.sparkjobs("submit", "speak", LONG).stdout.strip()
+    out = tmp_path / "waited.wav"
+    ok(workers.sparkjobs("wait", run_id, "--out", str(out), "--stream"))
+    assert pcm_of(out.read_bytes()) == pcm_of(joined_wav(workers, run_id, tmp_path))
+
+
+def test_a_stream_of_a_chat_only_run_is_refused_with_what_to_do(workers: Cluster) -> None:
+    run_id = workers.sparkjobs("submit", "chat", "Hello there.").stdout.strip()
+    result = workers.sparkjobs("wait", run_id, "--out", "-")
+    assert result.returncode == 2
+    assert "has no speak or clone step: there is no audio to stream" in result.stderr
