@@ -71,6 +71,7 @@ def create_app(
     from sparkjobs.web import pages
     from sparkjobs.web.api import routes as api_routes
     from sparkjobs.web.audio import routes as audio_routes
+    from sparkjobs.web.speech import routes as speech_routes
 
     if sessions is None:
         from sparkjobs.store.engine import open_store
@@ -100,6 +101,7 @@ def create_app(
     routes = [
         Route("/healthz", _healthz),
         *pages.routes,
+        *speech_routes,  # before the API's /api/runs/{run_id}: its path is longer
         *api_routes,
         *audio_routes,
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -66,3 +66,35 @@ def test_run_now_fires_a_job_and_flower_names_its_steps(serving: Cluster) -> Non
     assert any("morning-briefing · step 1/2 chat on gemma@spark1" in label for label in labels)
     assert any("step 2/2 speak on orpheus@spark2" in label for label in labels)
     assert "flower_events_total" in httpx.get(f"{flower}/metrics", timeout=5).text
+
+
+def test_a_runs_speech_streams_from_the_api_while_it_is_made(serving: Cluster) -> None:
+    from sparkjobs.backends.audio import parse_wav
+    from tests.integration.jobs.test_runs import SENTENCES
+
+    base = f"http://127.0.0.1:{serving.config.web.port}"
+    text = " ".join(SENTENCES)
+    queued = httpx.post(f"{base}/api/speak", json={"text": text}, timeout=10)
+    assert queued.status_code == 201
+    run_id = queued.json()["run_id"]
+    with httpx.stream("GET", f"{base}/api/runs/{run_id}/audio", timeout=HANG_GUARD_S) as heard:
+        assert heard.status_code == 200
+        assert heard.headers["content-type"] == "audio/wav"
+        assert "content-length" not in heard.headers  # chunked: made as it goes
+        streamed = b"".join(heard.iter_bytes())
+    run = finished_run(base, run_id)
+    assert run["status"] == "succeeded", run
+    (step,) = run["steps"]
+    whole = httpx.get(f"{base}/audio/{step['data']['artifact']}", timeout=10).content
+    info, joined = parse_wav(streamed), parse_wav(whole)
+    assert info.frames == joined.frames
+    assert streamed[info.data_offset :] == whole[joined.data_offset :]
+
+
+def test_a_stream_of_a_chat_only_run_is_a_400_that_says_why(serving: Cluster) -> None:
+    base = f"http://127.0.0.1:{serving.config.web.port}"
+    queued = httpx.post(f"{base}/api/chat", json={"prompt": "Hello."}, timeout=10)
+    assert queued.status_code == 201
+    answer = httpx.get(f"{base}/api/runs/{queued.json()['run_id']}/audio", timeout=10)
+    assert answer.status_code == 400
+    assert "no speak or clone step" in answer.json()["error"]
