@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from sparkjobs.errors import SparkjobsError, UnknownRun
+from sparkjobs.runs.listen import SPEECH_KINDS
 from sparkjobs.store.engine import reading
 from sparkjobs.store.models import Status
 from sparkjobs.store.queries import get_run, list_runs
@@ -89,7 +90,14 @@ def run_page(request: Request) -> Response:
             detail = run_detail(state.config, run, state.links, places)
     except UnknownRun as exc:
         return _render(request, "error.html", status_code=404, title="No such run", error=str(exc))
-    return _render(request, "run.html", run=detail, refresh=not Status(detail["status"]).terminal)
+    going = not Status(detail["status"]).terminal
+    # A speech being made plays as it comes (GET /api/runs/{id}/audio): the page must
+    # not reload under it; it reloads when the stream ends.
+    live = going and any(
+        step["kind"] in SPEECH_KINDS and not Status(step["status"]).terminal
+        for step in detail["steps"]
+    )
+    return _render(request, "run.html", run=detail, refresh=going and not live, live=live)
 
 
 def jobs_page(request: Request) -> Response:

@@ -194,3 +194,63 @@ def test_the_health_page_during_saturation_shows_busy_and_the_line_as_doctor_doe
     page.goto(f"{base}/runs/{runs[1]}")
     assert "2nd in line for orpheus" in page.locator(".waiting").inner_text()
     shot(page, "run-in-line")
+
+
+@pytest.fixture
+def slow_serving(cluster: Cluster, tmp_path: Path) -> Iterator[Cluster]:
+    """Workers, the run page and simulators slow enough that a speech takes seconds."""
+    from sparkjobs.sim import SimHost
+    from tests.support.sim import RunningSims
+
+    sims = RunningSims(SimHost(cluster.config, (), {"time_scale": 25.0}))
+    sims.ready()
+    try:
+        for node in ("spark1", "spark2"):
+            cluster.start("worker", "--node", node)
+        wait_for_workers(cluster, ["spark1", "spark2"])
+        cluster.start("web", log=tmp_path / "web.log")
+        wait_for_http(f"http://127.0.0.1:{cluster.config.web.port}/healthz", cluster)
+        yield cluster
+    finally:
+        sims.stop()
+
+
+def test_the_run_page_plays_a_speech_while_it_is_being_made(
+    slow_serving: Cluster, browser: Any
+) -> None:
+    import httpx
+
+    base = f"http://127.0.0.1:{slow_serving.config.web.port}"
+    text = " ".join(
+        f"The morning opens grey over the river, and tram {n} crosses the bridge."
+        for n in range(40)
+    )
+    queued = httpx.post(f"{base}/api/speak", json={"text": text}, timeout=10)
+    assert queued.status_code == 201
+    run_id = queued.json()["run_id"]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(HANG_GUARD_MS)
+    page.goto(f"{base}/runs/{run_id}")
+    page.locator("#live-audio").wait_for()
+    # The audio element plays the speech made so far while the run still runs.
+    playing = page.evaluate(
+        """async () => {
+            const a = document.querySelector('#live-audio');
+            if (a.paused) await a.play();
+            await new Promise(r => a.currentTime > 0
+                ? r() : a.addEventListener('timeupdate', r, {once: true}));
+            const status = document.querySelector('#run-status').textContent;
+            return {time: a.currentTime, status: status};
+        }"""
+    )
+    assert playing["time"] > 0
+    assert playing["status"] in ("queued", "running")  # before the run ended
+    shot(page, "run-speech-live")
+    # Playing goes on at the speed of speech (minutes); the run itself ends well before.
+    deadline = time.monotonic() + HANG_GUARD_MS / 1000
+    while httpx.get(f"{base}/api/runs/{run_id}", timeout=10).json()["status"] in (
+        "queued", "running",
+    ):  # fmt: skip
+        assert time.monotonic() < deadline, "the run did not end (hang guard)"
+        time.sleep(0.5)
+    assert httpx.get(f"{base}/api/runs/{run_id}", timeout=10).json()["status"] == "succeeded"
