@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sparkjobs.errors import BadInput, SparkjobsError, UnknownRun, Unreachable
 from sparkjobs.store.engine import reading
 from sparkjobs.store.models import Status
+from sparkjobs.web.speech import speech_response
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -42,6 +43,8 @@ class SpeakRequest(_Payload):
     text: str
     voice: str | None = None
     service: str | None = None
+    # True: the answer is the speech itself, a WAV streamed as each piece is made.
+    stream: bool = False
 
 
 class CloneRequest(_Payload):
@@ -73,7 +76,7 @@ class JobRunRequest(_Payload):
         return params
 
 
-Handler = Callable[["Request"], Awaitable[JSONResponse]]
+Handler = Callable[["Request"], Awaitable[Response]]
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -84,7 +87,7 @@ def endpoint(work: Callable[[WebState, Request, Any], Any], payload: type[_Paylo
              status: int = 200) -> Handler:  # fmt: skip
     """An API route: parse the JSON body, run `work` in a thread, map errors to statuses."""
 
-    async def handle(request: Request) -> JSONResponse:
+    async def handle(request: Request) -> Response:
         body: Any = None
         if payload is not None:
             body = await _parse(request, payload)
@@ -101,7 +104,8 @@ def endpoint(work: Callable[[WebState, Request, Any], Any], payload: type[_Paylo
             return _error(503, str(exc))
         except SparkjobsError as exc:
             return _error(500, str(exc))
-        return JSONResponse(result, status_code=status)
+        # An answer of its own (streamed speech) goes as it is.
+        return result if isinstance(result, Response) else JSONResponse(result, status_code=status)
 
     return handle
 
@@ -152,12 +156,16 @@ def _submitted(state: WebState, job: Job, params: dict[str, Any] | None = None) 
             "url": f"/runs/{submitted.run_id}"}  # fmt: skip
 
 
-def speak(state: WebState, request: Request, body: SpeakRequest) -> dict[str, Any]:
+def speak(state: WebState, request: Request, body: SpeakRequest) -> dict[str, Any] | Response:
     from sparkjobs.runs.adhoc import speak_job
+    from sparkjobs.runs.submit import submit_job
 
-    return _submitted(
-        state, speak_job(state.config, body.text, voice=body.voice, service=body.service)
-    )
+    job = speak_job(state.config, body.text, voice=body.voice, service=body.service)
+    if not body.stream:
+        return _submitted(state, job)
+    # Someone waits for the audio in this very response: interactive work goes first.
+    submitted = submit_job(state.config, job, trigger="api", interactive=True)
+    return speech_response(state.config, submitted.run_id, status_code=201)
 
 
 def clone(state: WebState, request: Request, body: CloneRequest) -> dict[str, Any]:

@@ -59,10 +59,17 @@ async def run_audio(request: Request) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=400)
     except Unreachable as exc:
         return JSONResponse({"error": str(exc)}, status_code=503)
+    return speech_response(state.config, run_id)
+
+
+def speech_response(config: Config, run_id: uuid.UUID, status_code: int = 200) -> Response:
+    """The speech of run `run_id` as a WAV streamed as it is made; its headers name
+    the run (`x-sparkjobs-run-id`, and `location` its page)."""
+    headers = {"cache-control": "no-store", "x-sparkjobs-run-id": str(run_id),
+               "location": f"/runs/{run_id}"}  # fmt: skip
     return StreamingResponse(
-        _wav(state.config, run_id), media_type="audio/wav",
-        headers={"cache-control": "no-store"},
-    )  # fmt: skip
+        _wav(config, run_id), status_code=status_code, media_type="audio/wav", headers=headers
+    )
 
 
 routes = [Route("/api/runs/{run_id:str}/audio", run_audio, methods=["GET"])]

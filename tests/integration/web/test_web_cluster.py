@@ -98,3 +98,23 @@ def test_a_stream_of_a_chat_only_run_is_a_400_that_says_why(serving: Cluster) ->
     answer = httpx.get(f"{base}/api/runs/{queued.json()['run_id']}/audio", timeout=10)
     assert answer.status_code == 400
     assert "no speak or clone step" in answer.json()["error"]
+
+
+def test_post_speak_with_stream_answers_with_the_speech_itself(serving: Cluster) -> None:
+    from sparkjobs.backends.audio import parse_wav
+    from tests.integration.jobs.test_runs import SENTENCES
+
+    base = f"http://127.0.0.1:{serving.config.web.port}"
+    text = " ".join(SENTENCES[:6])
+    body = {"text": text, "stream": True}
+    with httpx.stream("POST", f"{base}/api/speak", json=body, timeout=HANG_GUARD_S) as heard:
+        assert heard.status_code == 201
+        assert heard.headers["content-type"] == "audio/wav"
+        run_id = heard.headers["x-sparkjobs-run-id"]
+        streamed = b"".join(heard.iter_bytes())
+    run = finished_run(base, run_id)
+    assert (run["status"], run["trigger"]) == ("succeeded", "api")
+    (step,) = run["steps"]
+    whole = httpx.get(f"{base}/audio/{step['data']['artifact']}", timeout=10).content
+    info, joined = parse_wav(streamed), parse_wav(whole)
+    assert streamed[info.data_offset :] == whole[joined.data_offset :]
