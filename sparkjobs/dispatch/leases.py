@@ -301,10 +301,6 @@ class Leases:
         """The units in `service`'s line, first first."""
         return [_text(unit) for unit in self.client.zrange(self.line_key(service), 0, -1)]
 
-    def leave(self, service: str, unit: str) -> bool:
-        """Take `unit` out of the line (its run ended); True if it was in it."""
-        return bool(self.client.zrem(self.line_key(service), unit))
-
 
 class Renewer:
     """One thread per process that renews every lease held in it, every TTL / 3.

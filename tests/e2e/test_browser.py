@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.integration.web.conftest import cluster_sims, serving, wait_for_http, workers
-from tests.support.cluster import Cluster, wait_for_workers
+from tests.support.cluster import Cluster, start_workers, wait_for_workers
 from tests.support.mute import MuteOrpheus, serve_orpheus_from
 
 __all__ = ["cluster_sims", "serving", "workers"]
@@ -199,20 +199,13 @@ def test_the_health_page_during_saturation_shows_busy_and_the_line_as_doctor_doe
 @pytest.fixture
 def slow_serving(cluster: Cluster, tmp_path: Path) -> Iterator[Cluster]:
     """Workers, the run page and simulators slow enough that a speech takes seconds."""
-    from sparkjobs.sim import SimHost
-    from tests.support.sim import RunningSims
+    from tests.support.sim import simulating
 
-    sims = RunningSims(SimHost(cluster.config, (), {"time_scale": 25.0}))
-    sims.ready()
-    try:
-        for node in ("spark1", "spark2"):
-            cluster.start("worker", "--node", node)
-        wait_for_workers(cluster, ["spark1", "spark2"])
+    with simulating(cluster.config, 25.0):
+        start_workers(cluster)
         cluster.start("web", log=tmp_path / "web.log")
         wait_for_http(f"http://127.0.0.1:{cluster.config.web.port}/healthz", cluster)
         yield cluster
-    finally:
-        sims.stop()
 
 
 def test_the_run_page_plays_a_speech_while_it_is_being_made(

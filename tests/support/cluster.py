@@ -186,3 +186,10 @@ def wait_for_workers(cluster: Cluster, nodes: list[str], timeout_s: float = 60) 
                     f"its output ends:\n{cluster.output(process)}"
                 )
     pytest.fail(f"workers {nodes} did not come online in {timeout_s} s")
+
+
+def start_workers(cluster: Cluster, nodes: tuple[str, ...] = ("spark1", "spark2")) -> None:
+    """Start a worker for each of `nodes` and wait until all of them answer."""
+    for node in nodes:
+        cluster.start("worker", "--node", node)
+    wait_for_workers(cluster, list(nodes))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -136,3 +137,15 @@ def start_sims() -> Iterator[StartSims]:
 def sims(start_sims: StartSims) -> RunningSims:
     """All four seed services, simulated at TEST_TIME_SCALE."""
     return start_sims()
+
+
+@contextmanager
+def simulating(config: Config, time_scale: float = TEST_TIME_SCALE) -> Iterator[RunningSims]:
+    """Every service of `config` simulated on its configured port at `time_scale`,
+    ready when entered and stopped at exit."""
+    sims = RunningSims(SimHost(config, (), {"time_scale": time_scale}))
+    try:
+        sims.ready()
+        yield sims
+    finally:
+        sims.stop()

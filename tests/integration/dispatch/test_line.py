@@ -29,14 +29,13 @@ from sparkjobs.dispatch.leases import Leases
 from sparkjobs.jobs.define import custom, job, speak
 from sparkjobs.runs.submit import submit_job
 from sparkjobs.runs.wait import wait_for_run
-from sparkjobs.sim import SimHost
 from sparkjobs.store.models import Attempt, AttemptStatus, Run, Status, Step
 from sparkjobs.up.activity import follow
 from tests.integration.cli.support import ok
 from tests.integration.dispatch.conftest import HANG_GUARD_S, load_run, poll
 from tests.integration.web.conftest import wait_for_http
-from tests.support.cluster import Cluster, wait_for_workers
-from tests.support.sim import RunningSims
+from tests.support.cluster import Cluster, start_workers
+from tests.support.sim import simulating
 
 pytestmark = pytest.mark.redis
 
@@ -52,15 +51,9 @@ def slow_cluster(cluster: Cluster) -> Iterator[Cluster]:
     """The cluster, its simulators at TIME_SCALE, and a worker per node."""
     with cluster.path.open("a") as config:
         config.write("\n[tasks]\nmax_retry_delay_s = 1\n")
-    sims = RunningSims(SimHost(cluster.config, (), {"time_scale": TIME_SCALE}))
-    sims.ready()
-    try:
-        for node in ("spark1", "spark2"):
-            cluster.start("worker", "--node", node)
-        wait_for_workers(cluster, ["spark1", "spark2"])
+    with simulating(cluster.config, TIME_SCALE):
+        start_workers(cluster)
         yield cluster
-    finally:
-        sims.stop()
 
 
 def leases_of(cluster: Cluster) -> Leases:

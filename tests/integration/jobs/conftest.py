@@ -6,9 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from sparkjobs.sim import SimHost
-from tests.support.cluster import Cluster, wait_for_workers
-from tests.support.sim import TEST_TIME_SCALE, RunningSims
+from tests.support.cluster import Cluster, start_workers
+from tests.support.sim import RunningSims, simulating
 
 
 @pytest.fixture
@@ -17,16 +16,12 @@ def cluster_sims(cluster: Cluster) -> Iterator[RunningSims]:
     # Retries of failed pieces must not wait long in a test: cap the backoff.
     with cluster.path.open("a") as config:
         config.write("\n[tasks]\nmax_retry_delay_s = 1\n")
-    sims = RunningSims(SimHost(cluster.config, (), {"time_scale": TEST_TIME_SCALE}))
-    sims.ready()
-    yield sims
-    sims.stop()
+    with simulating(cluster.config) as sims:
+        yield sims
 
 
 @pytest.fixture
 def workers(cluster: Cluster, cluster_sims: RunningSims) -> Cluster:
     """The cluster with a worker consuming each node's queue."""
-    for node in ("spark1", "spark2"):
-        cluster.start("worker", "--node", node)
-    wait_for_workers(cluster, ["spark1", "spark2"])
+    start_workers(cluster)
     return cluster
