@@ -20,7 +20,8 @@ SparkjobsError
     │   └── BadAudio       a 200 whose WAV is empty, malformed or implausible
     └── PermanentError     retrying cannot help (validation, unknown model)
         ├── UnknownModel   the server does not serve the model asked for
-        └── UnknownVoice   the server (or the config) does not know the voice
+        ├── UnknownVoice   the server (or the config) does not know the voice
+        └── ContextOverflow  the prompt and max_tokens do not fit the server's context
 """
 
 from __future__ import annotations
@@ -128,3 +129,7 @@ class UnknownModel(PermanentError):
 
 class UnknownVoice(PermanentError):
     """The voice is not one the server (or the service's config) offers."""
+
+
+class ContextOverflow(PermanentError):
+    """The prompt (with max_tokens) is longer than the server's context window."""

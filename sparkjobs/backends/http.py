@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from sparkjobs.backends.classify import error_for_status, error_for_transport
+from sparkjobs.backends.classify import error_for_status, error_for_transport, not_json
 from sparkjobs.backends.timings import Clock
 from sparkjobs.config.sections import ServiceConfig
 from sparkjobs.errors import BadInput, ModelServerError, RetryableError
@@ -168,10 +168,7 @@ class ServerClient:
         try:
             return json.loads(body)
         except ValueError as exc:
-            raise RetryableError(
-                f"{self.name} ({self.base_url}{path}) answered 200 with a body that is not "
-                f"JSON: {body[:80]!r}"
-            ) from exc
+            raise not_json(f"{self.name} ({self.base_url}{path})", body) from exc
 
     def probe(self, path: str) -> Health:
         """Health from one GET: ok when it answers 2xx."""

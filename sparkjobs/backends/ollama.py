@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sparkjobs.backends.classify import midstream_error
+from sparkjobs.backends.classify import midstream_error, not_json
 from sparkjobs.backends.http import Health, Reply, ServerClient
 from sparkjobs.backends.openai import Delta, Message, OnDelta, OpenAIClient, TextResult
 from sparkjobs.backends.timings import Stopwatch
@@ -141,9 +141,7 @@ class OllamaClient(ServerClient):
             try:
                 part = json.loads(line)
             except ValueError as exc:
-                raise RetryableError(
-                    f"{self.name} ({self.base_url}) sent a line that is not JSON: {line[:80]!r}"
-                ) from exc
+                raise not_json(f"{self.name} ({self.base_url})", line.encode()) from exc
             if "error" in part:
                 raise midstream_error(self.name, self.base_url, part)
             yield part

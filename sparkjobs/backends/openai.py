@@ -1,9 +1,12 @@
-"""Client of OpenAI-compatible servers (vLLM; also Ollama's /v1): chat and completions.
+"""Client of OpenAI-compatible servers (vLLM, llama.cpp, SGLang, TGI; also Ollama's
+/v1): chat and completions.
 
 Streaming follows vLLM's SSE: a role chunk, content chunks (the finish chunk may still
-carry text), a usage chunk with `choices: []`, then `data: [DONE]`. An error after the
-200 arrives as one `data: {"error": ...}` event. Reasoning text comes as `reasoning`
-(newer vLLM) or `reasoning_content` (older); both are read.
+carry text), a usage chunk with `choices: []`, then `data: [DONE]`. Servers that send
+no usage chunk (llama-cpp-python) leave the prompt's token count unknown. An error
+after the 200 arrives as one `data: {"error": ...}` event. Reasoning text comes as
+`reasoning` (newer vLLM) or `reasoning_content` (older); both are read. A model the
+server refuses is said together with the models it does serve.
 """
 
 from __future__ import annotations
@@ -13,10 +16,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sparkjobs.backends.classify import midstream_error
+import httpx
+
+from sparkjobs.backends.classify import (
+    describe_html,
+    error_for_status,
+    looks_like_html,
+    midstream_error,
+    not_json,
+)
 from sparkjobs.backends.http import Health, Reply, ServerClient
+from sparkjobs.backends.served import ModelList, check_served, fetch_model_list
 from sparkjobs.backends.timings import Stopwatch, Timings
-from sparkjobs.errors import RetryableError
+from sparkjobs.errors import RetryableError, UnknownModel
 
 Message = Mapping[str, Any]
 
@@ -49,8 +61,27 @@ class OpenAIClient(ServerClient):
     api_prefix = "/v1"
 
     def health(self) -> Health:
-        """vLLM's `/health`: 200 with an empty body once the engine is up."""
-        return self.probe("/health")
+        """`GET /health` (vLLM, SGLang, TGI, llama-server); where it answers 404 or 405
+        (llama-cpp-python has none), `GET /v1/models` listing the configured models."""
+        try:
+            reply = self._http.get("/health")
+            if looks_like_html(reply.content):
+                page = describe_html(reply.content)
+                return Health(False, (f"GET /health answers {reply.status_code} with {page}",))
+            if reply.status_code < 400:
+                return Health(True)
+            if reply.status_code not in (404, 405):
+                url = f"{self.base_url}/health"
+                error = error_for_status(self.name, url, reply.status_code, reply.content)
+                return Health(False, (str(error),))
+            listed = fetch_model_list(self._http, "openai")
+        except httpx.HTTPError as exc:
+            return Health(False, (f"{self.name} ({self.base_url}): {type(exc).__name__}",))
+        mismatch = check_served(self.name, self.service, listed)
+        if mismatch is not None:
+            said = f"GET /health answers {reply.status_code}; {mismatch.detail}"
+            return Health(False, (f"{said}; fix: {mismatch.fix}",))
+        return Health(True)
 
     def models(self) -> list[str]:
         """The model ids the server serves (`GET /v1/models`)."""
@@ -125,19 +156,54 @@ class OpenAIClient(ServerClient):
         self, path: str, body: dict[str, Any], stream: bool, on_delta: OnDelta | None
     ) -> TextResult:
         watch = Stopwatch(self.clock)
-        with self.request("POST", self.api_prefix + path, body=body) as reply:
-            if not stream:
-                data = self._json(reply.read())
-                choice = (data.get("choices") or [{}])[0]
-                delta = _delta_of(choice.get("message") or choice)
-                usage = data.get("usage") or {}
-                return TextResult(
-                    delta.content, delta.reasoning, choice.get("finish_reason"),
-                    str(data.get("model", body["model"])),
-                    watch.timings(tokens_in=usage.get("prompt_tokens"),
-                                  tokens_out=usage.get("completion_tokens")),
-                )  # fmt: skip
-            return self._read_stream(reply, body, watch, on_delta)
+        try:
+            with self.request("POST", self.api_prefix + path, body=body) as reply:
+                return self._answer(reply, body, stream, watch, on_delta)
+        except UnknownModel as exc:
+            raise self._unknown_model(str(body["model"]), exc) from exc
+
+    def _answer(
+        self,
+        reply: Reply,
+        body: dict[str, Any],
+        stream: bool,
+        watch: Stopwatch,
+        on_delta: OnDelta | None,
+    ) -> TextResult:
+        if "text/html" in reply.response.headers.get("content-type", ""):
+            raise not_json(f"{self.name} ({self.base_url})", reply.read()[:4096])
+        if not stream:
+            data = self._json(reply.read())
+            choice = (data.get("choices") or [{}])[0]
+            delta = _delta_of(choice.get("message") or choice)
+            usage = data.get("usage") or {}
+            return TextResult(
+                delta.content, delta.reasoning, choice.get("finish_reason"),
+                str(data.get("model", body["model"])),
+                watch.timings(tokens_in=usage.get("prompt_tokens"),
+                              tokens_out=usage.get("completion_tokens")),
+            )  # fmt: skip
+        return self._read_stream(reply, body, watch, on_delta)
+
+    def _unknown_model(self, model: str, refused: UnknownModel) -> UnknownModel:
+        """The refusal, with what the server does serve (one GET of its model list)."""
+        try:
+            listed: ModelList | None = fetch_model_list(self._http, "openai")
+        except httpx.HTTPError:
+            listed = None
+        if listed is None or listed.models is None:
+            return refused
+        # What the server said, without the generic fix `classify` appended to it.
+        said = str(refused).partition(". Fix:")[0]
+        if not listed.models:
+            fix = "start the server with a model"
+        elif model in self.service.models:
+            fix = (f"set services.{self.name}.models = {json.dumps(list(listed.models[:3]))} "
+                   f"or start the server with --served-model-name {model}")  # fmt: skip
+        else:
+            fix = f"name a model it serves in the step, e.g. model={listed.models[0]!r}"
+        return UnknownModel(f"{said}; the server serves {listed.names} "
+                            f"({listed.route}). Fix: {fix}")  # fmt: skip
 
     def _read_stream(
         self, reply: Reply, body: dict[str, Any], watch: Stopwatch, on_delta: OnDelta | None
@@ -168,11 +234,15 @@ class OpenAIClient(ServerClient):
         )  # fmt: skip
 
     def _events(self, reply: Reply) -> Iterator[dict[str, Any]]:
-        """The JSON events of an SSE body, up to `data: [DONE]`."""
+        """The JSON events of an SSE body, up to `data: [DONE]`; an `error:` event
+        (llama-server's) comes as `{"error": ...}`."""
         data: list[str] = []
         for line in reply.lines():
             if line.startswith("data:"):
                 data.append(line[5:].removeprefix(" "))
+                continue
+            if line.startswith("error:"):  # llama-server's event for a failure mid-stream
+                yield {"error": self._json(line[6:].strip().encode())}
                 continue
             if line or not data:
                 continue  # comments, other fields, or blank lines between events
@@ -189,9 +259,7 @@ class OpenAIClient(ServerClient):
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            raise RetryableError(
-                f"{self.name} ({self.base_url}) sent a body that is not JSON: {raw[:80]!r}"
-            ) from exc
+            raise not_json(f"{self.name} ({self.base_url})", raw) from exc
         if not isinstance(data, dict):
             raise RetryableError(f"{self.name} ({self.base_url}) sent JSON that is no object")
         return data

@@ -3,11 +3,15 @@ waiting, and delivering what the run produced (audio to a file, text to stdout).
 
 Shared by `sparkjobs submit` and `sparkjobs wait`; the exit code says how the run
 ended: 0 succeeded, 1 failed, cancelled or skipped, 130 interrupted while waiting.
+While they wait, why the run waits goes to stderr when it starts waiting and each
+time the reason changes (`saying_waits`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -134,12 +138,13 @@ def stream_and_deliver(
         sink = sys.stdout.buffer if out == STDOUT else out.open("wb")
     writer: ProgressiveWav | None = None
     try:
-        for heard in follow_audio(config, run_id):
-            if writer is None:
-                writer = ProgressiveWav(sink, heard.sample_rate, heard.channels,
-                                        heard.sample_width)  # fmt: skip
-            writer.append(heard.pcm)
-        run = follow_run(config, run_id)
+        with saying_waits(config, run_id):
+            for heard in follow_audio(config, run_id):
+                if writer is None:
+                    writer = ProgressiveWav(sink, heard.sample_rate, heard.channels,
+                                            heard.sample_width)  # fmt: skip
+                writer.append(heard.pcm)
+            run = follow_run(config, run_id)
     except KeyboardInterrupt:
         interrupted(run_id)
         raise typer.Exit(130) from None
@@ -184,12 +189,27 @@ def wait_and_deliver(
             err_console.print(describe_progress(progress), markup=False)
 
     try:
-        run = follow_run(config, run_id, on_progress=show)
+        with saying_waits(config, run_id):
+            run = follow_run(config, run_id, on_progress=show)
         written = deliver(config, run, out=out, as_json=as_json, quiet_text=quiet_text)
     except KeyboardInterrupt:
         interrupted(run_id)
         raise typer.Exit(130) from None
     finish(run, written=written, as_json=as_json)
+
+
+@contextmanager
+def saying_waits(config: Config, run_id: uuid.UUID) -> Iterator[None]:
+    """While the body waits for the run, say on stderr why the run waits: when it
+    starts waiting and each time the reason changes (`sparkjobs.runs.waiting`)."""
+    from sparkjobs.cli.output import err_console
+    from sparkjobs.runs.waiting import WaitNotes
+
+    def say(text: str) -> None:
+        err_console.print(f"waiting: {text}", markup=False)
+
+    with WaitNotes(config, run_id, say):
+        yield
 
 
 def interrupted(run_id: uuid.UUID) -> None:

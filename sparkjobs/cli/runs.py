@@ -41,14 +41,16 @@ def list_runs(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 20,
     as_json: AsJson = False,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first; what each unfinished run waits for, in a word in the
+    table, then in full below it."""
     from datetime import UTC, datetime
 
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from sparkjobs.cli.context import get_config
     from sparkjobs.cli.output import console, print_json
-    from sparkjobs.runs.info import run_summary
+    from sparkjobs.runs.info import iso, run_summary
+    from sparkjobs.runs.waiting import runs_waiting
     from sparkjobs.store.models import Status
     from sparkjobs.store.prune import parse_age
     from sparkjobs.store.queries import list_runs as query
@@ -62,21 +64,35 @@ def list_runs(
     config = get_config()
     with _reading(config) as session:
         found = query(session, job=job, status=wanted, since=after, limit=limit)
+        waits = runs_waiting(config, session, found)
     if as_json:
-        print_json([run_summary(run) for run in found])
+        print_json([
+            {**run_summary(run), "waiting_for": w.text if (w := waits.get(run.id)) else None,
+             "waiting_since": iso(w.since) if w else None}
+            for run in found
+        ])  # fmt: skip
         return
-    table = Table("run", "job", "kind", "trigger", "status", "created (UTC)", box=None)
+    # On a narrow terminal the id, status and wait stay whole, the rest gives way; what a
+    # run waits for follows the table in full.
+    table = Table(Column("run", no_wrap=True), Column("job", overflow="fold"), "kind", "trigger",
+                  Column("status", no_wrap=True), "created (UTC)",
+                  Column("waiting", no_wrap=True), box=None)  # fmt: skip
     for run in found:
+        waiting = waits.get(run.id)
         table.add_row(
             str(run.id), run.job, run.kind.value, run.trigger.value, _status(run),
-            run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            run.created_at.strftime("%Y-%m-%d %H:%M:%S"), waiting.kind if waiting else "",
         )  # fmt: skip
     console.print(table)
+    for run in found:
+        if (waiting := waits.get(run.id)) is not None:
+            console.print(f"{run.id} waiting: {waiting.text}", markup=False)
 
 
 def show(run_id: RunId, as_json: AsJson = False) -> None:
-    """Show a run: each step's node, service, attempts, timings, output and error; a
-    waiting step's reason, its place in its service's line and its expected start."""
+    """Show a run: each step's node, service, attempts, timings, output and error; why
+    a step is not done yet (what it waits for, since when), its place in its service's
+    line and its expected start."""
     from sparkjobs.cli.context import get_config
     from sparkjobs.cli.output import print_json
     from sparkjobs.runs.info import line_places, run_detail
@@ -89,7 +105,7 @@ def show(run_id: RunId, as_json: AsJson = False) -> None:
     if as_json:
         print_json(run_detail(run, places))
         return
-    _print_run(run, places)
+    _print_run(config, run, places)
 
 
 def wait(
@@ -188,7 +204,7 @@ def _status(run: Run) -> str:
     return f"[{colour}]{run.status.value}[/]" if colour else run.status.value
 
 
-def _print_run(run: Run, places: dict[int, StepPlace]) -> None:
+def _print_run(config: Config, run: Run, places: dict[int, StepPlace]) -> None:
     from sparkjobs.cli.output import console
 
     header = f"run {run.id}  job {run.job}  {run.kind.value}  trigger {run.trigger.value}"
@@ -199,11 +215,12 @@ def _print_run(run: Run, places: dict[int, StepPlace]) -> None:
     if run.error:
         console.print(f"error: {run.error}", markup=False)
     for step in run.steps:
-        _print_step(step, places.get(step.index))
+        _print_step(config, run, step, places.get(step.index))
 
 
-def _print_step(step: Step, place: StepPlace | None = None) -> None:
+def _print_step(config: Config, run: Run, step: Step, place: StepPlace | None = None) -> None:
     from sparkjobs.cli.output import console
+    from sparkjobs.runs.waiting import step_waiting
 
     console.print(
         f"\nstep {step.index} {step.name}: {step.status.value} on {step.node} "
@@ -233,7 +250,8 @@ def _print_step(step: Step, place: StepPlace | None = None) -> None:
         console.print(f"  text: {step.result.text}", markup=False)
     if step.error:
         console.print(f"  error: {step.error}", markup=False)
-    if place is not None:  # live, where a recorded lease wait names its place then
-        console.print(f"  waiting: {place.describe()}", markup=False)
-    elif step.waiting_for and not step.status.terminal:
-        console.print(f"  waiting: {step.waiting_for}", markup=False)
+    # A place in line is live, where a recorded lease wait names its place then.
+    waiting = step_waiting(run, step, place, config)
+    if waiting is not None:
+        since = f" (since {waiting.since:%H:%M:%S} UTC)" if waiting.since else ""
+        console.print(f"  waiting: {waiting.text}{since}", markup=False)

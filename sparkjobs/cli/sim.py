@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
+
+# The servers the `openai` simulator plays: config.values.SimServer, not imported here
+# so that the command line starts without pydantic.
+Like = Literal["vllm", "llama-server", "llama-cpp-python"]
 
 
 def overrides_from(**options: Any) -> dict[str, Any]:
@@ -56,6 +60,12 @@ def register(app: typer.Typer) -> None:
         no_backend: Annotated[
             bool, typer.Option("--no-backend", help="Orpheus: a real backend runs at backend_url")
         ] = False,
+        like: Annotated[
+            Like | None,
+            typer.Option(
+                help="openai: the server to play (llama-cpp-python: no /health, no usage chunk)"
+            ),
+        ] = None,
     ) -> None:
         """Serve simulated model servers (vLLM, Ollama, Orpheus, Qwen clone) until stopped."""
         import asyncio
@@ -69,6 +79,7 @@ def register(app: typer.Typer) -> None:
             time_scale=time_scale, seed=seed, error_rate=error_rate, hang_rate=hang_rate,
             midstream_error_rate=midstream_error_rate, slow_factor=slow_factor,
             loading_s=loading_s, refuse=refuse, empty_wav=empty_wav, backend_down=backend_down,
+            like=like,
         )  # fmt: skip
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         host = SimHost(config, service or (), overrides, with_backend=not no_backend)

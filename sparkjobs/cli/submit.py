@@ -251,7 +251,7 @@ def _stream(config: Config, run_id: object) -> None:
     import uuid
 
     from sparkjobs.broker.tokens import follow_tokens
-    from sparkjobs.cli.follow import interrupted
+    from sparkjobs.cli.follow import interrupted, saying_waits
     from sparkjobs.runs.info import follow_run
 
     assert isinstance(run_id, uuid.UUID)
@@ -260,9 +260,10 @@ def _stream(config: Config, run_id: object) -> None:
         return follow_run(config, run_id, timeout_s=0).status.terminal
 
     try:
-        for piece in follow_tokens(config, run_id, finished=over):
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+        with saying_waits(config, run_id):
+            for piece in follow_tokens(config, run_id, finished=over):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
         sys.stdout.write("\n")
     except KeyboardInterrupt:
         interrupted(run_id)

@@ -17,11 +17,13 @@ from sparkjobs.config.values import (
     DEFAULT_MAX_IN_FLIGHT,
     LOOPBACK_V4,
     SIM_KIND_DEFAULTS,
+    SIM_SERVER_DEFAULTS,
     IPAddress,
     Name,
     Port,
     Section,
     ServiceKind,
+    SimServer,
     is_loopback,
 )
 
@@ -249,8 +251,10 @@ class ArtifactsConfig(Section):
 class SimProfile(Section):
     """How the simulator of one service behaves: `[sim.<service>]`.
 
-    Speeds left as None take the defaults of the service's kind (SIM_KIND_DEFAULTS);
-    `for_kind` fills them in. Rates are probabilities per request, 0 to 1.
+    Speeds left as None take the defaults of the service's kind (SIM_KIND_DEFAULTS),
+    and the server's ways left as None those of the server it is `like`
+    (SIM_SERVER_DEFAULTS); `for_kind` fills them in. Rates are probabilities per
+    request, 0 to 1.
     """
 
     time_scale: float = Field(default=1.0, gt=0, description="every simulated duration / this")
@@ -282,6 +286,30 @@ class SimProfile(Section):
     error_shape: Literal["nested", "flat"] = Field(
         default="nested", description="vLLM >= 0.10.1 nests errors; older ones are flat"
     )
+    like: SimServer = Field(
+        default="vllm", description="openai: the server it plays; the keys below follow it"
+    )
+    health_route: bool | None = Field(
+        default=None, description="openai: GET /health is answered (else 404)"
+    )
+    stream_usage: bool | None = Field(
+        default=None, description="openai: a stream ends with a usage chunk when asked"
+    )
+    metric_names: Literal["vllm", "llamacpp", "none"] | None = Field(
+        default=None, description="openai: the names on /metrics (none: no /metrics)"
+    )
+    context_tokens: int | None = Field(
+        default=None, ge=16, description="openai: the context; longer requests are refused"
+    )
+    any_model: bool | None = Field(
+        default=None, description="openai: serve any model a request names"
+    )
+    served_models: tuple[str, ...] | None = Field(
+        default=None, description="openai, ollama: the models served (default: the config's)"
+    )
+    html: bool = Field(
+        default=False, description="every route answers 200 with an HTML page, not the API"
+    )
     error_rate: float = Field(default=0.0, ge=0, le=1, description="answer 500 at once")
     hang_rate: float = Field(default=0.0, ge=0, le=1, description="never answer")
     midstream_error_rate: float = Field(default=0.0, ge=0, le=1, description="fail mid-stream")
@@ -291,7 +319,8 @@ class SimProfile(Section):
     backend_down: bool = Field(default=False, description="orpheus: its backend not served")
 
     def for_kind(self, kind: str) -> SimProfile:
-        """This profile with every None speed replaced by the default of `kind`."""
-        defaults = SIM_KIND_DEFAULTS.get(kind, {})
+        """This profile with every None speed replaced by the default of `kind`, and
+        every None way of the server by that of the server it is `like`."""
+        defaults = {**SIM_SERVER_DEFAULTS[self.like], **SIM_KIND_DEFAULTS.get(kind, {})}
         update = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         return self.model_copy(update=update)

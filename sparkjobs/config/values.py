@@ -102,3 +102,37 @@ SIM_KIND_DEFAULTS: dict[str, dict[str, float | int]] = {
         "first_audio_ms": 300.0,
     },
 }
+
+
+SimServer = Literal["vllm", "llama-server", "llama-cpp-python"]
+
+
+# What each OpenAI-compatible server the `openai` simulator can play does differently,
+# in what sparkjobs reads (`[sim.<service>] like`): vLLM; llama.cpp's own
+# `llama-server` (started with --metrics); and llama-cpp-python's server, which
+# answers no GET /health, sends no usage chunk and has no /metrics. The llama.cpp
+# servers serve one model and ignore the name a request gives. None in a SimProfile
+# means these.
+SIM_SERVER_DEFAULTS: dict[str, dict[str, bool | int | str]] = {
+    "vllm": {
+        "health_route": True,
+        "stream_usage": True,
+        "metric_names": "vllm",
+        "context_tokens": 32768,
+        "any_model": False,
+    },
+    "llama-server": {
+        "health_route": True,
+        "stream_usage": True,
+        "metric_names": "llamacpp",
+        "context_tokens": 4096,
+        "any_model": True,
+    },
+    "llama-cpp-python": {
+        "health_route": False,
+        "stream_usage": False,
+        "metric_names": "none",
+        "context_tokens": 2048,
+        "any_model": True,
+    },
+}

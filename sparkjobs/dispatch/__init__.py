@@ -1,7 +1,8 @@
 """Model-server-aware dispatch: who may call a server now, and why others wait.
 
-`leases` holds the cluster-wide in-flight limits in Redis, `health` probes servers and
-publishes their state, `backpressure` reads their own load, `gate` combines the three
+`leases` holds the cluster-wide in-flight limits in Redis, `probe` probes a server by
+its kind (and compares its models with the config), `health` publishes the readings,
+`backpressure` reads the servers' own load, `gate` combines the three
 into one answer, `standing` is what admission reads of a step, `admission` holds a
 task's ticket and lease, `waits` records why a step waits
 (`wait_reason(step)` for `show` and the run page), `monitor` is the worker's probe thread,

@@ -1,10 +1,14 @@
 """Backpressure: what a model server says about its own load, and when to hold work back.
 
 vLLM publishes `vllm:num_requests_waiting` and `vllm:kv_cache_usage_perc` on
-`/metrics`; a server whose waiting queue is already long, or whose KV cache is full,
-gets no new work until it drains (whoever else sends it requests). Ollama has no
-metrics: `/api/ps` says which models are resident, and so whether the next call pays
-a model load; its queue is the one our leases bound at OLLAMA_NUM_PARALLEL.
+`/metrics`, llama.cpp's `llama-server` (with --metrics) `llamacpp:requests_deferred`,
+`llamacpp:requests_processing` and, in the versions that have it,
+`llamacpp:kv_cache_usage_ratio`; a server whose waiting queue is already long, or
+whose KV cache is full, gets no new work until it drains (whoever else sends it
+requests). A server with none of these names says nothing of its load, which holds
+nothing back. Ollama has no metrics: `/api/ps` says which models are resident, and so
+whether the next call pays a model load; its queue is the one our leases bound at
+OLLAMA_NUM_PARALLEL.
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-WAITING = "vllm:num_requests_waiting"
-RUNNING = "vllm:num_requests_running"
-KV_CACHE = "vllm:kv_cache_usage_perc"
-KV_CACHE_OLD = "vllm:gpu_cache_usage_perc"  # before vLLM 0.12; removed since
+# Each gauge under the names the servers give it, first found first.
+WAITING = ("vllm:num_requests_waiting", "llamacpp:requests_deferred")
+RUNNING = ("vllm:num_requests_running", "llamacpp:requests_processing")
+KV_CACHE = (
+    "vllm:kv_cache_usage_perc",
+    "vllm:gpu_cache_usage_perc",  # before vLLM 0.12; removed since
+    "llamacpp:kv_cache_usage_ratio",  # llama-server until mid-2025; removed since
+)
 # One sample line: a name, optional labels (which may hold spaces), a value.
 SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{.*\})?\s+(?P<value>\S+)")
 
@@ -40,11 +48,11 @@ class Verdict:
     detail: str
 
 
-def parse_vllm_metrics(text: str) -> ServerLoad:
-    """The load gauges of a vLLM `/metrics` page (Prometheus text format).
+def parse_metrics(text: str) -> ServerLoad:
+    """The load gauges of a vLLM or llama-server `/metrics` page (Prometheus text format).
 
     Gauges with several label sets (one per engine) are summed; the KV-cache usage
-    is the highest of the engines'.
+    is the highest of the engines'. A gauge the page does not have is None.
     """
     sums: dict[str, float] = {}
     peaks: dict[str, float] = {}
@@ -59,11 +67,12 @@ def parse_vllm_metrics(text: str) -> ServerLoad:
         name = sample["name"]
         sums[name] = sums.get(name, 0.0) + value
         peaks[name] = max(peaks.get(name, 0.0), value)
-    kv = peaks.get(KV_CACHE, peaks.get(KV_CACHE_OLD))
+    waiting = next((sums[n] for n in WAITING if n in sums), None)
+    running = next((sums[n] for n in RUNNING if n in sums), None)
     return ServerLoad(
-        waiting=int(sums[WAITING]) if WAITING in sums else None,
-        running=int(sums[RUNNING]) if RUNNING in sums else None,
-        kv_cache_usage=kv,
+        waiting=None if waiting is None else int(waiting),
+        running=None if running is None else int(running),
+        kv_cache_usage=next((peaks[n] for n in KV_CACHE if n in peaks), None),
     )
 
 

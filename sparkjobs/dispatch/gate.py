@@ -112,10 +112,12 @@ class Gate:
             deadline_s = self.config.dispatch.wait_deadline_s
             text = reading.describe(str(spec.url), time.time())
             if waited_s > deadline_s:
+                then = ("Once it is fixed" if reading.fix else
+                        "Fix: start or repair the server, then")  # fmt: skip
                 raise ServerUnavailable(
                     f"gave up waiting for {text}; the step waited {waited_s:.0f} s, past "
-                    f"dispatch.wait_deadline_s = {deadline_s:g}. Fix: start or repair the "
-                    "server (`sparkjobs doctor` shows its state), then rerun the job"
+                    f"dispatch.wait_deadline_s = {deadline_s:g}. {then} rerun the job "
+                    "(`sparkjobs doctor` shows the server's state)"
                 )
             return Wait(WaitKind.HEALTH, text, health_delay_s(waited_s, cap_s=self.cap_s))
         if reading is not None and reading.state is ServerState.OVERLOADED:

@@ -3,7 +3,10 @@
 Every `dispatch.health_interval_s` the worker probes each service of its node at
 once (a slow server does not delay the others' readings) and publishes the readings
 with their TTL, marked busy when every slot of the service is held (the leases say
-so). It logs changes of state only, so a server that stays down does not fill the log.
+so). Its first probe of a service also compares the configured models with what the
+server serves, and so does every probe after the server was not up (a restart may
+bring another model) and one a minute besides. It logs changes of state only, so a
+server that stays down does not fill the log.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from sparkjobs.broker.client import key
-from sparkjobs.dispatch.health import HealthBoard, ServerState, busy_when_full, probe_service
+from sparkjobs.dispatch.health import HealthBoard, ServerState, busy_when_full
 from sparkjobs.dispatch.leases import Leases
+from sparkjobs.dispatch.probe import probe_service
 
 if TYPE_CHECKING:
     import redis
@@ -24,6 +29,8 @@ if TYPE_CHECKING:
     from sparkjobs.config import Config
 
 log = logging.getLogger(__name__)
+
+MODELS_RECHECK_S = 60.0  # an up server's model list is compared again after this
 
 
 class HealthMonitor:
@@ -38,6 +45,8 @@ class HealthMonitor:
                              ttl_s=config.dispatch.lease_ttl_s)  # fmt: skip
         self._stop = threading.Event()
         self._states: dict[str, ServerState] = {}
+        # When each service's models were last found served (monotonic seconds).
+        self._models_seen: dict[str, float] = {}
         self._thread = threading.Thread(target=self._run, name=f"sparkjobs-health-{node}",
                                         daemon=True)  # fmt: skip
 
@@ -64,7 +73,14 @@ class HealthMonitor:
         try:
             spec = self.services[name]
             held = self.leases.held(name)
-            probe = probe_service(name, spec, self.config, busy=held > 0)
+            now = time.monotonic()
+            seen = self._models_seen.get(name)
+            check = seen is None or now - seen >= MODELS_RECHECK_S
+            probe = probe_service(name, spec, self.config, busy=held > 0, check_models=check)
+            if not probe.state.reachable:
+                self._models_seen.pop(name, None)
+            elif check:
+                self._models_seen[name] = now
             reading = self.board.publish(name, busy_when_full(probe, held, spec.in_flight_limit))
         except Exception:  # a daemon thread must outlive a Redis or server blip
             log.warning("health probe of %s failed", name, exc_info=True)
@@ -72,8 +88,9 @@ class HealthMonitor:
         if self._states.get(name) != reading.state:
             self._states[name] = reading.state
             level = logging.INFO if reading.state is ServerState.UP else logging.WARNING
-            log.log(level, "service %s is %s%s", name, reading.state.value,
-                    f": {reading.detail}" if reading.detail else "")  # fmt: skip
+            log.log(level, "service %s is %s%s%s", name, reading.state.value,
+                    f": {reading.detail}" if reading.detail else "",
+                    f"; fix: {reading.fix}" if reading.fix else "")  # fmt: skip
 
     def _run(self) -> None:
         with ThreadPoolExecutor(max_workers=len(self.services),

@@ -46,6 +46,7 @@ class ServiceStatus:
     since: float | None = None  # epoch seconds when the state began (None: unknown)
     checked: float | None = None  # epoch seconds of the probe behind the reading
     line: int | None = None  # units waiting in the service's line (None: not read)
+    fix: str = ""  # for a server that is not up: the fix that follows from what was seen
 
     @property
     def known(self) -> bool:
@@ -62,9 +63,8 @@ def status_of(name: str, node: str, kind: str, reading: Reading | None) -> Servi
     if reading is None:
         return ServiceStatus(name, node, kind, UNKNOWN,
                              f"no worker publishes readings for {node}")  # fmt: skip
-    return ServiceStatus(
-        name, node, kind, reading.label, reading.detail, reading.since, reading.checked
-    )
+    return ServiceStatus(name, node, kind, reading.label, reading.detail, reading.since,
+                         reading.checked, fix=reading.fix)  # fmt: skip
 
 
 def service_statuses(
@@ -121,7 +121,7 @@ def _reading(raw: bytes) -> Reading | None:
 
 def _with_line(status: ServiceStatus, line: int) -> ServiceStatus:
     return ServiceStatus(status.service, status.node, status.kind, status.state, status.detail,
-                         status.since, status.checked, line)  # fmt: skip
+                         status.since, status.checked, line, status.fix)  # fmt: skip
 
 
 def age_s(status: ServiceStatus, now: float | None = None) -> float | None:

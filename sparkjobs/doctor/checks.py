@@ -225,10 +225,21 @@ def clock(worker_name: str, skew_s: float) -> Finding:
 
 
 def service(
-    name: str, config: ServiceConfig, state: str | None, detail: str, *, published: bool
+    name: str,
+    config: ServiceConfig,
+    state: str | None,
+    detail: str,
+    *,
+    published: bool,
+    fix: str = "",
 ) -> Finding:
     """A service's health: `state` is up, busy, overloaded, loading or down (None:
-    unknown), as the run page shows it (busy: every slot taken, which is fine)."""
+    unknown), as the run page shows it (busy: every slot taken, which is fine).
+
+    Args:
+        fix: what the probe saw calls for (e.g. the models to configure); without one,
+            a server that is not up is to be started, or its URL fixed.
+    """
     source = "reported by its worker" if published else "probed from here"
     where = f"{config.url} on {config.node}"
     said = f": {detail}" if detail else ""
@@ -236,12 +247,13 @@ def service(
         status = Status.OK if state in ("up", "busy") else Status.WARN
         return Finding(f"service {name}", status, f"{state} at {where} ({source}){said}")
     if state == "loading":
-        return Finding(f"service {name}", Status.WARN, f"loading at {where} ({source}){said}")
+        return Finding(f"service {name}", Status.WARN, f"loading at {where} ({source}){said}",
+                       fix)  # fmt: skip
     return Finding(
         f"service {name}",
         Status.DOWN,
         f"{state or 'unknown'} at {where} ({source}){said}",
-        f"start the {config.kind} server on {config.node}, or fix services.{name}.url",
+        fix or f"start the {config.kind} server on {config.node}, or fix services.{name}.url",
     )
 
 

@@ -88,7 +88,9 @@ def diagnose(config: Config, *, node: str | None = None, timeout_s: float = 2.0)
     for name, service in config.services.items():
         seen = observe_service(config, app, name)
         findings.append(
-            checks.service(name, service, seen.state, seen.detail, published=seen.published)
+            checks.service(
+                name, service, seen.state, seen.detail, published=seen.published, fix=seen.fix
+            )
         )
     broker_down = broker.reach.error is not None
     return Report(me, findings, unreachable=broker_down or database.reach.error is not None)

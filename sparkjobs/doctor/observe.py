@@ -192,17 +192,21 @@ class ServiceFacts:
     state: str | None
     detail: str
     published: bool
+    fix: str = ""
 
 
 def observe_service(config: Config, app: SparkjobsApp | None, name: str) -> ServiceFacts:
     """The health its worker published in Redis (as the run page shows it: busy
     included), else an HTTP probe from this host, judged as the worker would judge it
-    (a probe that waits behind a call in progress is busy, not down)."""
+    (a probe that waits behind a call in progress is busy, not down). Either way the
+    configured models are compared with what the server serves, from here: a server
+    that serves others is down, whatever its worker last found."""
     import functools
 
     from sparkjobs.broker.client import key
-    from sparkjobs.dispatch.health import HealthBoard, busy_when_full, probe_service
+    from sparkjobs.dispatch.health import HealthBoard, ServerState, busy_when_full
     from sparkjobs.dispatch.leases import Leases
+    from sparkjobs.dispatch.probe import probe_service, served_problem
 
     spec = config.services[name]
     held = 0
@@ -215,11 +219,15 @@ def observe_service(config: Config, app: SparkjobsApp | None, name: str) -> Serv
         except Exception:  # a bad reading must not stop the report
             reading = None
         if reading is not None:
-            return ServiceFacts(reading.label, reading.detail, published=True)
-    probe = busy_when_full(probe_service(name, spec, config, busy=held > 0), held,
-                           spec.in_flight_limit)  # fmt: skip
-    state = "busy" if probe.busy and probe.state.value == "up" else probe.state.value
-    return ServiceFacts(state, probe.detail, published=False)
+            mismatch = served_problem(name, spec) if reading.state.reachable else None
+            if mismatch is not None:
+                said = f"{mismatch.detail} (read from here; its worker reports {reading.label})"
+                return ServiceFacts("down", said, published=False, fix=mismatch.fix)
+            return ServiceFacts(reading.label, reading.detail, published=True, fix=reading.fix)
+    probe = busy_when_full(probe_service(name, spec, config, busy=held > 0, check_models=True),
+                           held, spec.in_flight_limit)  # fmt: skip
+    state = "busy" if probe.busy and probe.state is ServerState.UP else probe.state.value
+    return ServiceFacts(state, probe.detail, published=False, fix=probe.fix)
 
 
 def _text(value: Any) -> str:

@@ -99,7 +99,7 @@ def service_alert(status: ServiceStatus, base_url: str) -> Alert:
         key=f"service:{status.service}:{status.state}:{since}",
         title=f"sparkjobs: {status.service} on {status.node} is {status.state}",
         message=f"{status.service} ({status.kind}) on {status.node}: "
-        f"{status.detail or 'no answer'}",
+        f"{status.detail or 'no answer'}" + (f"; fix: {status.fix}" if status.fix else ""),
         link=f"{base_url}/health",
         tags=("rotating_light",),
     )

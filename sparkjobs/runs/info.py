@@ -2,8 +2,9 @@
 
 `run_summary` is a run in a list, `run_detail` one run in full with its steps,
 attempts, results and artifacts; both use ISO-8601 UTC times and the run's id as
-`run_id`. A step that waits has `waiting_for`, and one with work in its service's
-line its `line` (`line_places` reads them from Redis). `follow_run` polls the store
+`run_id`. Each step says what it waits for (`waiting_for`, `waiting_since`: null when
+it does not wait; `sparkjobs.runs.waiting`), and one with work in its service's line
+its `line` (`line_places` reads them from Redis). `follow_run` polls the store
 until the run finishes, telling the caller each time what it sees changes; `audio_of`
 names the WAV a run produced.
 """
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
+from sparkjobs.runs.waiting import Waiting, step_waiting
 from sparkjobs.store.models import ArtifactRole, Run, Status, Step
 
 if TYPE_CHECKING:
@@ -69,7 +71,10 @@ def run_detail(run: Run, places: Mapping[int, StepPlace] | None = None) -> dict[
     its steps' places in line, by index (`line_places`).
     """
     places = places or {}
-    steps = [step_detail(step, places.get(step.index)) for step in run.steps]
+    steps = [
+        step_detail(step, places.get(step.index), step_waiting(run, step, places.get(step.index)))
+        for step in run.steps
+    ]
     return {**run_summary(run), "steps": steps}
 
 
@@ -97,14 +102,14 @@ def line_places(config: Config, session: Session, run: Run) -> dict[int, StepPla
         return {}
 
 
-def step_detail(step: Step, place: StepPlace | None = None) -> dict[str, Any]:
-    """One step: where it ran, its timings, output, artifacts and attempts; a step that
-    waits also has `waiting_for` (what dispatch recorded), and `line` when it waits in
-    its service's line (`place`)."""
+def step_detail(
+    step: Step, place: StepPlace | None = None, waiting: Waiting | None = None
+) -> dict[str, Any]:
+    """One step: where it ran, its timings, output, artifacts and attempts, and what it
+    waits for (`waiting`, from `runs.waiting.step_waiting`; null when it does not); a
+    step that waits in its service's line also has `line` (`place`)."""
     result = step.result
     extra: dict[str, Any] = {}
-    if step.waiting_for and not step.status.terminal:
-        extra["waiting_for"] = step.waiting_for
     if place is not None:
         extra["line"] = place.as_json()
     return {
@@ -125,6 +130,8 @@ def step_detail(step: Step, place: StepPlace | None = None) -> dict[str, Any]:
         "rtf": step.rtf,
         "pieces": step.pieces_total,
         "error": step.error,
+        "waiting_for": None if waiting is None else waiting.text,
+        "waiting_since": None if waiting is None else iso(waiting.since),
         "text": None if result is None else result.text,
         "data": None if result is None else result.data,
         "artifacts": [

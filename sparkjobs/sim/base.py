@@ -3,6 +3,8 @@
 Besides its server's routes, each app answers `GET /_sim/stats` (requests in flight,
 the most seen at once), `POST /_sim/stats/reset` and `POST /_sim/faults` (change
 fault rates while running). Those routes are the simulator's own, not the server's.
+With `html` in its profile every other route answers 200 with a web page, as a URL
+that reaches a web server or a proxy's login page does.
 """
 
 from __future__ import annotations
@@ -22,15 +24,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("sparkjobs.sim")
 
 HANG_S = 3600.0  # "never": ended by the client hanging up or by shutdown
+WEB_PAGE = (
+    "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head>\n<body>\n"
+    "<h1>Welcome to nginx!</h1>\n<p>If you see this page, the nginx web server is "
+    "successfully installed and working.</p>\n</body>\n</html>\n"
+)
 
 
 class RequestProblem(Exception):
-    """A request the simulated server rejects, with the status it would use."""
+    """A request the simulated server rejects, with the status it would use and, for
+    servers that give one, the error's type (e.g. `exceed_context_size_error`)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.kind = kind
 
 
 class SimService:
@@ -44,7 +53,7 @@ class SimService:
         self.service = service
         self.faults = Faults(profile.for_kind(service.kind))
         self.stats = Stats()
-        self.app = web.Application()
+        self.app = web.Application(middlewares=[self._web_page])
         self.app.add_routes(self.routes())
         self.app.add_routes([
             web.get("/_sim/stats", self._stats),
@@ -65,6 +74,16 @@ class SimService:
         """An error in the simulated server's own shape."""
         return web.json_response({"error": message}, status=status)
 
+    def refuse(self, problem: RequestProblem) -> web.StreamResponse:
+        """A rejected request's answer (servers that type their errors override it)."""
+        return self.error(problem.status, problem.message)
+
+    @web.middleware
+    async def _web_page(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.profile.html and not request.path.startswith("/_sim/"):
+            return web.Response(text=WEB_PAGE, content_type="text/html")
+        return await handler(request)
+
     async def close(self) -> None:
         """Release what the service holds (engine loops)."""
 
@@ -76,7 +95,7 @@ class SimService:
             try:
                 return await handler(request)
             except RequestProblem as problem:
-                return self.error(problem.status, problem.message)
+                return self.refuse(problem)
             finally:
                 self.stats.leave()
 

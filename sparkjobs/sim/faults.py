@@ -22,6 +22,8 @@ from sparkjobs.config.sections import SimProfile
 RUNTIME_FIELDS = frozenset({
     "error_rate", "hang_rate", "midstream_error_rate", "slow_factor", "empty_wav",
     "backend_down", "max_queue", "reasoning_tokens", "reasoning_field", "error_shape",
+    "health_route", "stream_usage", "metric_names", "context_tokens", "any_model",
+    "served_models", "html",
 })  # fmt: skip
 
 

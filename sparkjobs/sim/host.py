@@ -34,6 +34,12 @@ SHUTDOWN_GRACE_S = 0.5
 CLOSE_TURNS = 20
 CLOSE_TURN_S = 0.01
 _RATES = ("error_rate", "hang_rate", "midstream_error_rate")
+# An Orpheus backend is a plain vLLM, whatever server the front-end's profile plays.
+_PLAIN_VLLM: dict[str, Any] = {
+    "refuse": False, "html": False, "like": "vllm", "served_models": None,
+    **dict.fromkeys(("health_route", "stream_usage", "metric_names", "context_tokens",
+                     "any_model")),
+}  # fmt: skip
 
 
 @dataclass
@@ -126,7 +132,7 @@ class SimHost:
             backend_service = service.model_copy(update={"kind": "openai", "models": ("orpheus",)})
             # The faults in the profile are the front-end's; the backend only borrows its
             # speeds (a backend fault is `backend_down`).
-            healthy = profile.model_copy(update=dict.fromkeys(_RATES, 0.0) | {"refuse": False})
+            healthy = profile.model_copy(update=dict.fromkeys(_RATES, 0.0) | _PLAIN_VLLM)
             backend = VllmSim(f"{name}-backend", backend_service, healthy.for_kind("orpheus"),
                               any_model=True, label="Orpheus completions backend")  # fmt: skip
             served = await self._serve(f"{name}-backend", backend, backend_url, profile)

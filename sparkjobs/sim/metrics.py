@@ -1,4 +1,5 @@
-"""vLLM's Prometheus metrics, with the real names, labels and buckets (a subset)."""
+"""vLLM's Prometheus metrics, with the real names, labels and buckets (a subset), and
+llama.cpp's `llama-server` page (`--metrics`) under its own names."""
 
 from __future__ import annotations
 
@@ -117,4 +118,23 @@ class VllmMetrics:
             "Histogram of e2e request latency in seconds.",
             self.e2e.lines("vllm:e2e_request_latency_seconds", labels),
         )
+        return "\n".join(lines) + "\n"
+
+    def render_llamacpp(self, running: int, waiting: int, kv_usage: float) -> str:
+        """llama-server's `/metrics` page: `llamacpp:` names, no labels. The KV-cache
+        gauge is that of the versions that still have one (before mid-2025)."""
+        gauges = (
+            ("prompt_tokens_total", "counter", "Number of prompt tokens processed.",
+             self.prompt_tokens),
+            ("tokens_predicted_total", "counter", "Number of generation tokens processed.",
+             self.generation_tokens),
+            ("kv_cache_usage_ratio", "gauge", "KV-cache usage. 1 means 100 percent usage.",
+             kv_usage),
+            ("requests_processing", "gauge", "Number of requests processing.", running),
+            ("requests_deferred", "gauge", "Number of requests deferred.", waiting),
+        )  # fmt: skip
+        lines: list[str] = []
+        for name, kind, text, value in gauges:
+            lines += [f"# HELP llamacpp:{name} {text}", f"# TYPE llamacpp:{name} {kind}",
+                      f"llamacpp:{name} {value}"]  # fmt: skip
         return "\n".join(lines) + "\n"

@@ -72,6 +72,10 @@ class OllamaSim(SimService):
 
     @property
     def models(self) -> list[str]:
+        """The models pulled: `served_models`, else the configured ones."""
+        served = self.profile.served_models
+        if served is not None:
+            return [m if ":" in m else f"{m}:latest" for m in served]
         return [m if ":" in m else f"{m}:latest" for m in self.service.models] or [
             "llama3.2:latest"
         ]

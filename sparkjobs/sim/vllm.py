@@ -3,7 +3,11 @@
 Generation runs on the continuous-batching engine, so many requests share steps and
 throughput grows with concurrency as vLLM's does. The same class, with any model
 accepted, plays the completions backend behind an Orpheus front-end: given an
-Orpheus prompt it streams `<custom_token_N>` audio codes.
+Orpheus prompt it streams `<custom_token_N>` audio codes. With `like` in its profile
+it plays a llama.cpp server instead, in what sparkjobs reads of one: no GET /health
+(llama-cpp-python), no usage chunk, `llamacpp:` metrics or none, any model name
+served, their wording of a prompt too long for the context, and llama-server's
+`error:` event in a failing stream.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from sparkjobs.sim.base import RequestProblem, SimService
 from sparkjobs.sim.batching import BatchEngine
 from sparkjobs.sim.faults import Fate
 from sparkjobs.sim.metrics import VllmMetrics
-from sparkjobs.sim.wire import SseWriter, model_list, usage, vllm_error
+from sparkjobs.sim.wire import SseWriter, model_list, server_error, usage
 
-MAX_MODEL_LEN = 32768
 VERSION = "0.19.0"
+LABELS = {"llama-server": "llama.cpp llama-server", "llama-cpp-python": "llama-cpp-python"}
+OWNED_BY = {"vllm": "vllm", "llama-server": "llamacpp", "llama-cpp-python": "me"}
+NOT_FOUND = {"detail": "Not Found"}  # FastAPI's answer to a route it does not have
 
 
 class VllmSim(SimService):
@@ -47,11 +53,13 @@ class VllmSim(SimService):
         self.engine = BatchEngine(lambda: self.profile)
         self.metrics = VllmMetrics()
         self.any_model = any_model
-        if label:
-            self.label = label
+        self.label = label or LABELS.get(self.profile.like, self.label)
 
     @property
     def models(self) -> list[str]:
+        """The models it lists and serves: `served_models`, else the configured ones."""
+        if self.profile.served_models is not None:
+            return list(self.profile.served_models)
         return list(self.service.models) or ["orpheus"]
 
     def routes(self) -> list[web.RouteDef]:
@@ -65,24 +73,40 @@ class VllmSim(SimService):
         ]
 
     def error(self, status: int, message: str) -> web.StreamResponse:
-        return web.json_response(vllm_error(status, message, self.profile.error_shape),
-                                 status=status)  # fmt: skip
+        return self.refuse(RequestProblem(status, message))
+
+    def refuse(self, problem: RequestProblem) -> web.StreamResponse:
+        body = server_error(self.profile.like, problem.status, problem.message,
+                            shape=self.profile.error_shape, kind=problem.kind)  # fmt: skip
+        return web.json_response(body, status=problem.status)
 
     async def close(self) -> None:
         await self.engine.close()
 
     async def _health(self, request: web.Request) -> web.Response:
+        if not self.profile.health_route:
+            return web.json_response(NOT_FOUND, status=404)
+        if self.profile.like == "llama-server":
+            return web.json_response({"status": "ok"})
         return web.Response(status=200)
 
     async def _version(self, request: web.Request) -> web.Response:
         return web.json_response({"version": VERSION})
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response(model_list(self.models, "vllm", MAX_MODEL_LEN))
+        like = self.profile.like
+        length = self.profile.context_tokens if like == "vllm" else None
+        return web.json_response(model_list(self.models, OWNED_BY[like], length))
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        text = self.metrics.render(self.models[0], self.engine.running, self.engine.waiting,
-                                   self.engine.kv_cache_usage)  # fmt: skip
+        names = self.profile.metric_names
+        if names == "none":
+            return web.json_response(NOT_FOUND, status=404)
+        load = (self.engine.running, self.engine.waiting, self.engine.kv_cache_usage)
+        if names == "llamacpp":
+            text = self.metrics.render_llamacpp(*load)
+        else:
+            text = self.metrics.render((self.models or ["none"])[0], *load)
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -93,8 +117,11 @@ class VllmSim(SimService):
 
     def _validate(self, body: dict[str, Any], chat: bool) -> tuple[str, str, int | None]:
         """(model, prompt text, max_tokens), or a RequestProblem as vLLM words it."""
-        model = str(body.get("model") or self.models[0])
-        if not self.any_model and model not in self.models:
+        model = str(body.get("model") or (self.models or ["default"])[0])
+        if not (self.any_model or self.profile.any_model) and model not in self.models:
+            if self.profile.like == "llama-cpp-python":
+                raise RequestProblem(400, f"The model `{model}` does not exist",
+                                     "model_not_found")  # fmt: skip
             raise RequestProblem(404, f"The model `{model}` does not exist.")
         if chat:
             messages = body.get("messages")
@@ -112,14 +139,28 @@ class VllmSim(SimService):
         temperature = body.get("temperature", 1.0)
         if not isinstance(temperature, int | float) or temperature < 0:
             raise RequestProblem(400, f"temperature must be non-negative, got {temperature!r}.")
-        wanted = textgen.count_tokens(prompt) + (max_tokens or 0)
-        if wanted > MAX_MODEL_LEN:
-            raise RequestProblem(400, (
-                f"This model's maximum context length is {MAX_MODEL_LEN} tokens. However, you "
-                f"requested {wanted} tokens ({textgen.count_tokens(prompt)} in the messages, "
-                f"{max_tokens} in the completion). Please reduce the length of the messages "
-                "or completion."))  # fmt: skip
+        self._check_context(textgen.count_tokens(prompt), max_tokens)
         return model, prompt, max_tokens
+
+    def _check_context(self, prompt_tokens: int, max_tokens: int | None) -> None:
+        """Refuse a request the context cannot hold, in the played server's words."""
+        limit = self.profile.context_tokens or 0
+        if self.profile.like == "llama-server":  # it counts the prompt alone
+            if prompt_tokens >= limit:
+                raise RequestProblem(400, "the request exceeds the available context size, "
+                                     "try increasing it", "exceed_context_size_error")  # fmt: skip
+            return
+        wanted = prompt_tokens + (max_tokens or 0)
+        if wanted <= limit:
+            return
+        said = (
+            f"This model's maximum context length is {limit} tokens. However, you "
+            f"requested {wanted} tokens ({prompt_tokens} in the messages, {max_tokens} "
+            "in the completion). Please reduce the length of the messages or completion."
+        )
+        if self.profile.like == "llama-cpp-python":
+            raise RequestProblem(400, said, "context_length_exceeded")
+        raise RequestProblem(400, said)
 
     def _script(
         self, model: str, prompt: str, max_tokens: int | None, seed: object, chat: bool
@@ -159,7 +200,8 @@ class VllmSim(SimService):
         self.metrics.prompt_tokens += prompt_tokens
         run = _Run(self, request, chat, model, steps, thinking, finish, prompt_tokens)
         if stream:
-            include = bool((body.get("stream_options") or {}).get("include_usage"))
+            asked = bool((body.get("stream_options") or {}).get("include_usage"))
+            include = asked and bool(self.profile.stream_usage)
             return await run.stream(include, midstream=fate is Fate.MIDSTREAM)
         return await run.whole()
 
@@ -195,6 +237,19 @@ class _Run:
         self.sim.metrics.generation_tokens += self.generated
         self.sim.metrics.finished[reason] += 1
         self.sim.metrics.e2e.observe(self._elapsed())
+
+    async def _fail(self, sse: SseWriter) -> web.StreamResponse:
+        """A fault half way: vLLM sends an error event then `[DONE]`; llama-server an
+        `error:` event and nothing more."""
+        self._finished("abort")
+        profile = self.sim.profile
+        error = server_error(profile.like, 500, "EngineCore encountered an issue (simulated "
+                             "mid-stream fault)", shape=profile.error_shape)  # fmt: skip
+        if profile.like == "llama-server":
+            await sse.send(error["error"], field="error")
+            return await sse.end()
+        await sse.send(error)
+        return await sse.done()
 
     def _field(self, index: int) -> str:
         if index < self.thinking:
@@ -243,10 +298,7 @@ class _Run:
                             "role": "assistant", "content": ""}, "logprobs": None,
                             "finish_reason": None}]})  # fmt: skip
                 if midstream and index == len(self.steps) // 2:
-                    self._finished("abort")
-                    await sse.send(vllm_error(500, "EngineCore encountered an issue "
-                                                   "(simulated mid-stream fault)"))  # fmt: skip
-                    return await sse.done()
+                    return await self._fail(sse)
                 self.generated += 1
                 choice: dict[str, Any] = {"index": 0}
                 if self.chat:

@@ -1,4 +1,5 @@
-"""The OpenAI wire format as vLLM and Ollama's /v1 write it: objects, errors, SSE."""
+"""The OpenAI wire format as vLLM, llama.cpp and Ollama's /v1 write it: objects,
+errors, SSE."""
 
 from __future__ import annotations
 
@@ -22,6 +23,38 @@ def vllm_error(status: int, message: str, shape: str = "nested") -> dict[str, An
     info = {"message": message, "type": ERROR_TYPES.get(status, "BadRequestError"),
             "param": None, "code": status}  # fmt: skip
     return {"error": info} if shape == "nested" else {"object": "error", **info}
+
+
+# llama-server's error types by status (tools/server/utils.hpp: format_error_response).
+LLAMA_SERVER_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                      404: "not_found_error", 500: "server_error", 501: "not_supported_error",
+                      503: "unavailable_error"}  # fmt: skip
+
+
+def server_error(
+    like: str, status: int, message: str, *, shape: str = "nested", kind: str | None = None
+) -> dict[str, Any]:
+    """The error body of the server the simulator plays (`kind`: the error's own type,
+    e.g. llama-server's `exceed_context_size_error` or OpenAI's code
+    `context_length_exceeded`)."""
+    if like == "llama-server":
+        return {
+            "error": {
+                "code": status,
+                "message": message,
+                "type": kind or LLAMA_SERVER_TYPES.get(status, "server_error"),
+            }
+        }
+    if like == "llama-cpp-python":  # OpenAI's shape, the code in `code`
+        return {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error" if status < 500 else "internal_server_error",
+                "param": None,
+                "code": kind,
+            }
+        }
+    return vllm_error(status, message, shape)  # fmt: skip
 
 
 def ollama_v1_error(status: int, message: str) -> dict[str, Any]:
@@ -68,10 +101,14 @@ class SseWriter:
     async def start(self) -> None:
         await self.response.prepare(self._request)
 
-    async def send(self, event: dict[str, Any]) -> None:
-        await self.response.write(f"data: {dumps(event)}\n\n".encode())
+    async def send(self, event: dict[str, Any], *, field: str = "data") -> None:
+        await self.response.write(f"{field}: {dumps(event)}\n\n".encode())
 
     async def done(self) -> web.StreamResponse:
         await self.response.write(b"data: [DONE]\n\n")
+        return await self.end()
+
+    async def end(self) -> web.StreamResponse:
+        """End the stream without `[DONE]` (llama-server, after an error event)."""
         await self.response.write_eof()
         return self.response

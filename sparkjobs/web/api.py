@@ -261,7 +261,7 @@ def pause_or_resume(state: WebState, request: Request, _: None) -> dict[str, Any
 def health(state: WebState, request: Request, _: None) -> list[dict[str, Any]]:
     return [
         {"service": s.service, "node": s.node, "kind": s.kind, "state": s.state, "ok": s.ok,
-         "detail": s.detail, "problem": None if s.ok else s.detail or s.state,
+         "detail": s.detail, "problem": None if s.ok else s.detail or s.state, "fix": s.fix,
          "since": _iso(s.since), "checked_at": _iso(s.checked), "line": s.line}
         for s in state.health()
     ]  # fmt: skip

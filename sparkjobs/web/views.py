@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from sparkjobs.runs import info as runinfo
 from sparkjobs.runs.info import iso
-from sparkjobs.store.models import ArtifactRole, AttemptStatus, Status
+from sparkjobs.runs.waiting import step_waiting
+from sparkjobs.store.models import ArtifactRole, Status
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -123,9 +124,12 @@ def step_detail(
         "rtf": step.rtf,
         "pieces_total": step.pieces_total,
         "pieces_done": step.pieces_done,
+        # A speak step after a chat: "streamed" (it starts on the reply's first
+        # sentence) or "batch: why" (`sparkjobs.jobs.handoff`).
+        "handoff": spec.get("handoff"),
         "error": step.error,
         # Its place in line is live; a recorded lease wait named the place it had then.
-        "waiting_for": waiting_for(config, run, step) if place is None else place.describe(),
+        "waiting_for": waiting_for(config, run, step, place),
         "line": None if place is None else place.as_json(),
         "text": None if result is None else result.text,
         "attempts": attempts,
@@ -133,30 +137,20 @@ def step_detail(
     }
 
 
-def waiting_for(config: Config, run: Run, step: Step) -> str | None:  # noqa: PLR0911  (one answer per case)
-    """Why a step that has not finished is not done yet, in a sentence; None otherwise."""
-    if step.status.terminal:
-        return None
-    recorded = getattr(step, "waiting_for", None)  # what dispatch recorded, when it does
-    if isinstance(recorded, str) and recorded:
-        return recorded
+def waiting_for(config: Config, run: Run, step: Step, place: StepPlace | None = None) -> str | None:
+    """Why a step that has not finished is not done yet, in a sentence (what `show`
+    says, `sparkjobs.runs.waiting`), or what it is doing while it runs; None otherwise."""
+    waiting = step_waiting(run, step, place, config)
+    if waiting is not None:
+        return waiting.text
     if step.status == Status.RUNNING:
         if step.pieces_total:
             return f"synthesizing: {step.pieces_done} of {step.pieces_total} pieces done"
+        if (step.spec or {}).get("handoff") == "streamed":
+            return (f"speaking the reply as it is written: {step.pieces_done} piece(s) "
+                    "made so far")  # fmt: skip
         return f"running on {step.node} ({step.service})"
-    earlier = [s for s in run.steps if s.index < step.index and s.status != Status.SUCCEEDED]
-    if earlier:
-        first = earlier[0]
-        return f"waits for step {first.index + 1} ({first.service}), which is {first.status.value}"
-    failed = [a for a in step.attempts if a.status == AttemptStatus.FAILED]
-    if failed:
-        return f"will retry after attempt {failed[-1].number} failed: {failed[-1].error or '?'}"
-    service = config.services.get(step.service)
-    limit = f", at most {service.in_flight_limit} at once" if service else ""
-    return (
-        f"queued for {step.service} on {step.node}{limit}; it starts when the worker "
-        f"of {step.node} takes it"
-    )
+    return None
 
 
 def job_view(row: JobRow) -> dict[str, Any]:

@@ -49,6 +49,8 @@ STEP_KEYS = {
     "rtf",
     "pieces",
     "error",
+    "waiting_for",
+    "waiting_since",
     "text",
     "data",
     "artifacts",
@@ -104,6 +106,7 @@ def test_speak_waits_and_writes_the_audio_fetched_from_the_tts_node(
     assert all(ISO_UTC.match(run[key]) for key in ("created_at", "started_at", "finished_at"))
     [step] = run["steps"]
     assert set(step) == STEP_KEYS
+    assert (step["waiting_for"], step["waiting_since"]) == (None, None)  # it waits no more
     assert (step["node"], step["service"]) == ("spark2", "orpheus")
     assert step["audio_s"] == pytest.approx(seconds_of(out))
     assert step["attempts"]
@@ -114,7 +117,8 @@ def test_speak_waits_and_writes_the_audio_fetched_from_the_tts_node(
     listed = json.loads(ok(workers.sparkjobs("runs", "--json", "--job", "speak")))
     assert isinstance(listed, list)
     assert [entry["run_id"] for entry in listed] == [run_id]
-    assert set(listed[0]) == RUN_KEYS
+    assert set(listed[0]) == RUN_KEYS | {"waiting_for", "waiting_since"}
+    assert (listed[0]["waiting_for"], listed[0]["waiting_since"]) == (None, None)
 
 
 def test_without_wait_the_run_id_is_printed_and_wait_delivers_later(

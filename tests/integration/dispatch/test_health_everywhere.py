@@ -169,7 +169,8 @@ def test_show_gives_a_waiting_steps_place_in_line_and_its_expected_start(
         "expected_start_s": 10.0,  # the median call (5 s), for the unit ahead and itself
         "text": "2nd in line for orpheus, expected to start in about 10 s",
     }  # fmt: skip
-    assert "waiting_for" not in step  # it joined the line before any task ran
+    # It joined the line before any task ran: nothing recorded, its place is the reason.
+    assert (step["waiting_for"], step["waiting_since"]) == (step["line"]["text"], None)
     text = cluster.sparkjobs("show", str(lined["running"]))
     assert text.returncode == 0, text.stderr
     assert (

@@ -129,7 +129,8 @@ def test_a_permanent_error_is_not_retried(cluster: Cluster) -> None:
         [step] = run.steps
         assert [a.status for a in step.attempts] == [AttemptStatus.FAILED]
         assert "no-such-model" in (run.error or "")
-        assert sims.stats("gemma")["requests"] == 1
+        assert "the server serves gemma-4-26b-a4b (/v1/models)" in (run.error or "")
+        assert sims.stats("gemma")["requests"] == 1  # the refused call; the list is no call
     finally:
         sims.stop()
 

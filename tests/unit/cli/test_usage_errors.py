@@ -15,6 +15,7 @@ import pytest
         (["artifacts", "get", "ab" * 32, "--out", "x.wav", "--streams", "0"], "'--streams'"),
         (["show"], "Missing argument"),
         (["nonsense"], "No such command"),
+        (["sim", "--like", "ollama"], "'ollama' is not one of"),
     ],
 )
 def test_a_usage_error_prints_usage_and_exits_2_without_a_traceback(

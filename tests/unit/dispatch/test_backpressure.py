@@ -7,15 +7,15 @@ import pytest
 from sparkjobs.dispatch.backpressure import (
     ServerLoad,
     judge,
+    parse_metrics,
     parse_ollama_ps,
-    parse_vllm_metrics,
 )
 from sparkjobs.sim.metrics import VllmMetrics
 
 
 def test_the_simulated_vllm_metrics_page_gives_its_load() -> None:
     page = VllmMetrics().render("gemma-4-26b-a4b", running=5, waiting=3, kv_usage=0.42)
-    load = parse_vllm_metrics(page)
+    load = parse_metrics(page)
     assert (load.running, load.waiting, load.kv_cache_usage) == (5, 3, 0.42)
 
 
@@ -28,14 +28,38 @@ def test_gauges_of_several_engines_are_summed_and_the_fullest_cache_counts() -> 
         'vllm:gpu_cache_usage_perc{engine="1"} 0.9',
         "not a sample",
     ])  # fmt: skip
-    load = parse_vllm_metrics(page)
+    load = parse_metrics(page)
     assert load.waiting == 7
     assert load.running is None
     assert load.kv_cache_usage == 0.9
 
 
 def test_an_empty_page_says_nothing() -> None:
-    assert parse_vllm_metrics("") == ServerLoad()
+    assert parse_metrics("") == ServerLoad()
+
+
+def test_llama_servers_page_gives_its_load_under_its_own_names() -> None:
+    page = VllmMetrics().render_llamacpp(running=2, waiting=11, kv_usage=0.5)
+    load = parse_metrics(page)
+    assert (load.running, load.waiting, load.kv_cache_usage) == (2, 11, 0.5)
+    assert judge(load, max_waiting=8, max_kv_cache_usage=0.98).overloaded
+
+
+def test_a_llama_server_without_the_kv_cache_gauge_is_judged_on_its_queue() -> None:
+    page = "\n".join([
+        "# TYPE llamacpp:requests_processing gauge", "llamacpp:requests_processing 1",
+        "# TYPE llamacpp:requests_deferred gauge", "llamacpp:requests_deferred 0",
+        "llamacpp:prompt_tokens_total 6886",
+    ])  # fmt: skip
+    load = parse_metrics(page)
+    assert load == ServerLoad(waiting=0, running=1)
+    assert judge(load, max_waiting=8, max_kv_cache_usage=0.98).detail == "1 running, 0 waiting"
+
+
+def test_a_page_with_none_of_the_known_names_holds_nothing_back() -> None:
+    load = parse_metrics("# TYPE sglang:num_queue_reqs gauge\nsglang:num_queue_reqs 99\n")
+    assert load == ServerLoad()
+    assert not judge(load, max_waiting=0, max_kv_cache_usage=0.1).overloaded
 
 
 def test_ollama_ps_lists_the_resident_models() -> None:

@@ -174,3 +174,16 @@ def test_service_health_maps_to_a_status(state: str | None, expected: Status) ->
     finding = service("gemma", SERVICES["gemma"], state, "", published=True)
     assert finding.status is expected
     assert "reported by its worker" in finding.detail
+
+
+def test_a_down_service_gets_the_fix_its_probe_saw_and_only_without_one_a_guess() -> None:
+    seen = "services.gemma.models lists gemma-4-26b-a4b; the server at URL serves gemma-3-270m"
+    fix = 'set models = ["gemma-3-270m"] or start the server with --served-model-name gemma-4'
+    finding = service("gemma", SERVICES["gemma"], "down", seen, published=True, fix=fix)
+    assert finding.status is Status.DOWN
+    assert seen in finding.detail
+    assert finding.fix == fix
+    refused = service("gemma", SERVICES["gemma"], None, "", published=False)
+    assert refused.fix.startswith("start the openai server on spark1")
+    loading = service("gemma", SERVICES["gemma"], "loading", "", published=True, fix="wait")
+    assert (loading.status, loading.fix) == (Status.WARN, "wait")

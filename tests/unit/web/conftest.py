@@ -118,6 +118,7 @@ FAKE_READINGS = {
     "orpheus": (ServerState.UP, "the probe waited behind a call in progress", True),
     "clone": (ServerState.DOWN, "connection refused", False),
 }
+FAKE_FIXES = {"clone": "nothing listens at http://127.0.0.1:8004: start the qwen-clone server"}
 
 
 def fake_readings(config: Config) -> list[ServiceStatus]:
@@ -126,7 +127,11 @@ def fake_readings(config: Config) -> list[ServiceStatus]:
     found = []
     for name, spec in config.services.items():
         said = FAKE_READINGS.get(name)
-        reading = None if said is None else Reading(name, said[0], said[1], now - 42, now, said[2])
+        reading = (
+            None
+            if said is None
+            else Reading(name, said[0], said[1], now - 42, now, said[2], FAKE_FIXES.get(name, ""))
+        )
         found.append(status_of(name, spec.node, spec.kind, reading))
     return found
 

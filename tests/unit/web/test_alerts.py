@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sparkjobs.dispatch.status import ServiceStatus
-from sparkjobs.observe.alerts import Alert, Watcher, payload
+from sparkjobs.observe.alerts import Alert, Watcher, payload, service_alert
 from sparkjobs.store.models import Status
 from sparkjobs.store.runs import finish_run
 
@@ -123,3 +123,12 @@ def test_a_busy_service_never_alerts_and_an_unknown_one_neither_alerts_nor_re_ar
     assert watcher.check_once([said("orpheus", "unknown")]) == []
     assert watcher.check_once([down("orpheus", False)]) == []  # the same incident
     assert len(hook.calls) == 1
+
+
+def test_a_service_alert_carries_the_fix_its_reading_gives() -> None:
+    status = ServiceStatus("gemma", "spark1", "openai", "down", "the server serves gemma-3-270m",
+                           1000.0, 1000.0, fix='set models = ["gemma-3-270m"]')  # fmt: skip
+    alert = service_alert(status, "http://phone.example:8800")
+    assert alert.message == ('gemma (openai) on spark1: the server serves gemma-3-270m; '
+                             'fix: set models = ["gemma-3-270m"]')  # fmt: skip
+    assert "fix" not in service_alert(down("orpheus", False), "u").message

@@ -9,6 +9,7 @@ import pytest
 
 from sparkjobs.errors import BadInput
 from sparkjobs.runs.adhoc import chat_job, speak_job
+from tests.unit.web.conftest import FAKE_FIXES
 
 
 def test_a_payload_missing_a_field_is_a_422_that_names_it(make_client: Callable[..., Any]) -> None:
@@ -110,9 +111,9 @@ def test_service_health_is_listed_as_the_workers_published_it(
     health = {h["service"]: h for h in client.get("/api/health").json()}
     assert health["gemma"]["ok"] is True
     assert health["clone"] == {**health["clone"], "ok": False, "problem": "connection refused",
-                               "state": "down"}  # fmt: skip
+                               "state": "down", "fix": FAKE_FIXES["clone"]}  # fmt: skip
     assert health["orpheus"] == {**health["orpheus"], "ok": True, "state": "busy",
-                                 "problem": None}  # fmt: skip
+                                 "problem": None, "fix": ""}  # fmt: skip
     assert health["qwen"] == {
         **health["qwen"], "ok": False, "state": "unknown", "since": None, "checked_at": None,
         "detail": "no worker publishes readings for spark1",
