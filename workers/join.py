@@ -14,12 +14,13 @@ from typing import Any, cast
 
 from celery import Task, shared_task
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from sparkjobs.backends.timings import real_time_factor
 from sparkjobs.broker.app import SparkjobsApp
 from sparkjobs.broker.notify import announce_finished
 from sparkjobs.broker.publish import JOIN_TASK
+from sparkjobs.config import Config
 from sparkjobs.dispatch.admission import send_step
 from sparkjobs.errors import BadAudio, PermanentError
 from sparkjobs.execution.audio import read_artifact, record_wav, store_wav
@@ -29,22 +30,37 @@ from sparkjobs.execution.piece_state import piece_rows
 from sparkjobs.execution.state import fail_step, next_to_publish, succeed_step
 from sparkjobs.execution.wavjoin import join_wavs
 from sparkjobs.store.artifacts import link_artifact
-from sparkjobs.store.attempts import StepTimings, finish_attempt, start_attempt
+from sparkjobs.store.attempts import StepTimings, finish_attempt, record_result, start_attempt
 from sparkjobs.store.models import Attempt, AttemptStatus, PieceStatus, Status
 from sparkjobs.store.runs import utc_now
 
 
 @shared_task(name=JOIN_TASK, bind=True)
-def join_audio(self: Task[Any, Any], run_id: str, index: int, service: str) -> None:
-    """Join the pieces of step `index` of run `run_id`; safe to run twice."""
-    app = cast(SparkjobsApp, self.app)
+def join_audio(
+    self: Task[Any, Any], run_id: str, index: int, service: str, partial: bool = False
+) -> None:
+    """Join the pieces of step `index` of run `run_id`; safe to run twice.
+
+    `partial`: the step failed while it was spoken (the chat streaming into it failed):
+    join the pieces made so far into an artifact marked partial, never its output.
+    """
+    if partial:
+        config = cast(SparkjobsApp, self.app).sparkjobs_config
+        _keep_partial(config, sessions_for(config.database), uuid.UUID(run_id), index)
+    else:
+        _join(self, run_id, index, service)
+
+
+def _join(task: Task[Any, Any], run_id: str, index: int, service: str) -> None:
+    """Join the pieces of step `index` into its output, and move the run on."""
+    app = cast(SparkjobsApp, task.app)
     config = app.sparkjobs_config
     sessions = sessions_for(config.database)
     run = uuid.UUID(run_id)
     with sessions.begin() as session:
         step = find_step(session, run, index)
         attempt = start_attempt(
-            session, step.id, task_id=str(self.request.id), worker=str(self.request.hostname)
+            session, step.id, task_id=str(task.request.id), worker=str(task.request.hostname)
         )
         follow = None
         if attempt is None and step.status == Status.SUCCEEDED:
@@ -85,11 +101,11 @@ def join_audio(self: Task[Any, Any], run_id: str, index: int, service: str) -> N
             finish_attempt(session, attempt.id, now=now)
             # The step's latency runs from its first attempt (the split) to now.
             done = succeed_step(session, context, attempt_id=None, data=data,
-                                task_id=str(self.request.id), timings=timings, now=now)  # fmt: skip
+                                task_id=str(task.request.id), timings=timings, now=now)  # fmt: skip
             ended = done and context.index == context.steps - 1
             follow = next_to_publish(session, run, index)
     except Exception as exc:
-        settle(self, exc, what=what, max_delay_s=config.tasks.max_retry_delay_s,
+        settle(task, exc, what=what, max_delay_s=config.tasks.max_retry_delay_s,
                on_retry=retry_later, on_failure=fail)  # fmt: skip
         return
     if ended:  # after the commit: whoever waits reads SQL now
@@ -127,3 +143,32 @@ def _timings(
     if first_ttft_ms is not None and first_piece_at is not None and started_at is not None:
         ttft_ms = (first_piece_at - started_at).total_seconds() * 1000 + first_ttft_ms
     return StepTimings(ttft_ms=ttft_ms, audio_s=audio_s, rtf=real_time_factor(audio_s, wall_s))
+
+
+PARTIAL_NAME = "audio-partial"
+
+
+def _keep_partial(
+    config: Config, sessions: sessionmaker[Session], run: uuid.UUID, index: int
+) -> None:
+    """Join the pieces a failed step made, from the first on, into an artifact linked as
+    "audio-partial", with `partial: true` in the step's data; the step stays failed."""
+    with sessions.begin() as session:
+        step = find_step(session, run, index)
+        rows = piece_rows(session, step.id)
+        step_id, node = step.id, step.node
+    made: list[str] = []
+    for row in rows:  # in order, up to the first piece not made
+        if row.status != PieceStatus.SUCCEEDED or row.sha256 is None or row.index != len(made):
+            break
+        made.append(row.sha256)
+    if not made:
+        return
+    joined = join_wavs([read_artifact(config, node, sha) for sha in made])
+    stored = store_wav(config, node, joined.wav)
+    data = {"partial": True, "partial_artifact": stored.sha256, "pieces": len(made),
+            "pieces_placed": len(rows), "duration_s": joined.duration_s}  # fmt: skip
+    with sessions.begin() as session:
+        record_wav(session, stored)
+        link_artifact(session, step_id, stored.sha256, name=PARTIAL_NAME)
+        record_result(session, step_id, data=data)

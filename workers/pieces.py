@@ -84,7 +84,8 @@ def speak_piece(self: Task[Any, Any], run_id: str, index: int, piece: int, servi
             record_wav(session, stored)
             sha = stored.sha256
             link_artifact(session, step_id, sha, role=ArtifactRole.PIECE, name=f"piece-{piece:04d}")
-            due = finish_piece(session, step_id, piece, sha256=sha, ttft_ms=result.timings.ttft_ms)
+            due = finish_piece(session, step_id, piece, sha256=sha,
+                               ttft_ms=result.timings.ttft_ms, text=text)  # fmt: skip
             finish_attempt(session, attempt.id)
         # After the commit: whoever streams this run's audio fetches the piece now.
         announce_audio(config, app.announcer, run, index, piece)

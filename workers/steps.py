@@ -11,11 +11,12 @@ express without a chord), another way for a step to finish before the next is pu
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any, cast
 
 from celery import Task, shared_task
 
-from sparkjobs.backends import OrpheusClient, ServerClient
+from sparkjobs.backends import OrpheusClient
 from sparkjobs.backends.shared import shared_client
 from sparkjobs.broker.app import SparkjobsApp
 from sparkjobs.broker.notify import announce_finished
@@ -24,10 +25,17 @@ from sparkjobs.config import Config
 from sparkjobs.dispatch.admission import call_slot, release_current, send_piece, send_step
 from sparkjobs.errors import BadInput, UnknownVoice
 from sparkjobs.execution.audio import read_artifact, record_wav, store_wav_soon
-from sparkjobs.execution.context import StepContext, sessions_for
+from sparkjobs.execution.context import StepContext, find_step, sessions_for
+from sparkjobs.execution.cutter import cut_pieces
 from sparkjobs.execution.failures import settle
+from sparkjobs.execution.handoff import RunEnded, SpeechHandoff, speech_target
 from sparkjobs.execution.outputs import Output, run_chat, run_clone, run_custom, step_timings
-from sparkjobs.execution.piece_state import create_pieces, pieces_ready, spoken_in_one_piece
+from sparkjobs.execution.piece_state import (
+    create_pieces,
+    pieces_ready,
+    place_pieces,
+    spoken_in_one_piece,
+)
 from sparkjobs.execution.prologue import start_task_step
 from sparkjobs.execution.sentences import speech_pieces
 from sparkjobs.execution.state import (
@@ -40,6 +48,7 @@ from sparkjobs.execution.state import (
     succeeds_in_one_statement,
 )
 from sparkjobs.execution.templates import render
+from sparkjobs.jobs.handoff import STREAMED
 from sparkjobs.store.artifacts import link_artifact
 from sparkjobs.store.attempts import finish_attempt
 from sparkjobs.store.direct import transaction
@@ -59,7 +68,8 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
     if attempt is None:  # finished already (or the run was cancelled): at most move on
         if started.status == Status.SUCCEEDED:
             with sessions.begin() as session:
-                follow = next_to_publish(session, run, index, steps=context.steps)
+                follow = next_to_publish(session, run, index, steps=context.steps,
+                                         started_too=_streams(context))  # fmt: skip
             _move_on(app, context, follow)
         return
     what = f"step {index} ({context.kind} on {service})"
@@ -75,15 +85,24 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
         with sessions.begin() as session:
             fail_step(session, run, context.step_id, error, attempt_id=started.recorded())
         announce_finished(config, app.announcer, run, Status.FAILED)
+        if _streams(context):  # the speech made so far, kept as a partial artifact
+            speak_service = _next_service(config, context)
+            publish_join(app, run, index + 1, speak_service, job=context.job,
+                         steps=context.steps, partial=True)  # fmt: skip
 
     try:
         if context.kind == "speak":
             output = _speak(app, config, context, attempt)
+        elif context.kind == "chat":
+            output = _chat(app, config, started)
         else:
             output = _execute(config, context)
         if output is None:  # long speech: fanned out into pieces, finished by the join
             return
         outcome = _record_success(self, config, started, output)
+    except RunEnded as exc:  # cancelled, or taken over, while its reply was spoken
+        retry_later(str(exc))
+        return
     except Exception as exc:
         settle(self, exc, what=what, max_delay_s=config.tasks.max_retry_delay_s,
                on_retry=retry_later, on_failure=fail)  # fmt: skip
@@ -141,8 +160,8 @@ def _record_success(
         )  # fmt: skip
         # Only the delivery that finished the step moves the run on: a twin that
         # ran at the same time would otherwise run every later step twice.
-        follow = next_to_publish(tx, context.run_id, context.index,
-                                 steps=context.steps) if done else None  # fmt: skip
+        follow = next_to_publish(tx, context.run_id, context.index, steps=context.steps,
+                                 started_too=_streams(context)) if done else None  # fmt: skip
         if wav is not None:
             record_wav(tx, wav.wav)
             link_artifact(tx, context.step_id, wav.sha256, name="audio")
@@ -165,28 +184,55 @@ def _execute(config: Config, context: StepContext) -> Output:
         # only to built-in steps, whose one call it knows.
         return run_custom(client, context, config.schedules_dir)
     with call_slot():  # the lease `admit` took, given back when the call ends
-        if context.kind == "chat":
-            return _chat(config, client, context)
         if context.kind == "clone":
             ref = str(context.spec["ref_audio"])
             return run_clone(client, context, _reference(config, context, ref), ref)
     raise BadInput(f"{context.where}: unknown step kind {context.kind!r}")
 
 
-def _chat(config: Config, client: ServerClient, context: StepContext) -> Output:
-    """A chat step; with `stream_tokens` in its spec, its pieces go to a Redis stream too."""
-    if not context.spec.get("stream_tokens"):
-        return run_chat(client, context)
-    from sparkjobs.broker.tokens import TokenPublisher
+def _chat(app: SparkjobsApp, config: Config, started: Started) -> Output:
+    """A chat step. With `stream_tokens` in its spec, its reply goes to a Redis stream as
+    it arrives; with `speech_handoff`, into the speak step after it, sentence by sentence."""
+    context = started.context
+    client = shared_client(config.services[context.service], name=context.service)
+    listeners: list[Callable[[str], None]] = []
+    publisher = None
+    if context.spec.get("stream_tokens"):
+        from sparkjobs.broker.tokens import TokenPublisher
 
-    publisher = TokenPublisher(config, context.run_id, context.index)
+        publisher = TokenPublisher(config, context.run_id, context.index)
+        listeners.append(publisher.publish)
+    if _streams(context):
+        attempt = started.recorded()  # the handoff writes as this attempt: it must exist
+        with sessions_for(config.database).begin() as session:
+            target = speech_target(session, context)
+        if attempt is not None and target is not None:
+            listeners.append(SpeechHandoff(app, context, attempt, target).on_text)
+
+    def on_text(delta: str) -> None:
+        for listener in listeners:
+            listener(delta)
+
     try:
-        output = run_chat(client, context, on_text=publisher.publish)
+        with call_slot():  # the lease `admit` took, given back when the call ends
+            output = run_chat(client, context, on_text=on_text if listeners else None)
     except Exception as exc:
-        publisher.close(error=str(exc) or type(exc).__name__)
+        if publisher is not None:
+            publisher.close(error=str(exc) or type(exc).__name__)
         raise
-    publisher.close()
+    if publisher is not None:
+        publisher.close()
     return output
+
+
+def _streams(context: StepContext) -> bool:
+    """Whether this chat step streams its reply into the speak step after it."""
+    return bool(context.spec.get("speech_handoff"))
+
+
+def _next_service(config: Config, context: StepContext) -> str:
+    with sessions_for(config.database).begin() as session:
+        return find_step(session, context.run_id, context.index + 1).service
 
 
 def _reference(config: Config, context: StepContext, ref: str) -> bytes:
@@ -210,7 +256,10 @@ def _speak(
     """A speak step: text that is one piece is spoken here, under the lease `admit`
     took; longer text is split into pieces for `speak_piece` (None is returned)."""
     text = render(str(context.spec["text"]), context.template(), where=context.where)
-    pieces = speech_pieces(text)  # the first short: its audio comes first, and soon
+    streamed = context.spec.get("handoff") == STREAMED
+    # The first piece short: its audio comes first, and soon. A step the chat before it
+    # streamed into is cut as the stream was, so the pieces made from it are kept.
+    pieces = cut_pieces(text) if streamed else speech_pieces(text)
     if not pieces:
         raise BadInput(f"{context.where}: the speak step's text is empty after rendering")
     voice = context.spec.get("voice")
@@ -224,9 +273,9 @@ def _speak(
             f"{context.where}: voice {voice!r} is not offered by {context.service}; "
             f"known: {', '.join(client.voices)}"
         )
-    if len(pieces) > 1:
+    if len(pieces) > 1 or streamed:
         release_current()  # each piece takes a lease of its own
-        _fan_out(app, config, context, attempt, pieces)
+        _fan_out(app, config, context, attempt, pieces, streamed=streamed)
         return None
     with call_slot():
         result = client.speak(pieces[0], voice=voice)
@@ -235,12 +284,26 @@ def _speak(
 
 
 def _fan_out(
-    app: SparkjobsApp, config: Config, context: StepContext, attempt: uuid.UUID, pieces: list[str]
+    app: SparkjobsApp,
+    config: Config,
+    context: StepContext,
+    attempt: uuid.UUID,
+    pieces: list[str],
+    *,
+    streamed: bool = False,
 ) -> None:
-    """Record a long text's pieces and queue each; the last one to finish queues the join."""
+    """Record a long text's pieces and queue each; the last one to finish queues the join.
+
+    `streamed`: the chat before the step placed and queued pieces while it generated;
+    only the pieces its whole reply adds or changes are queued now (a message lost
+    meanwhile is the reconciler's to find).
+    """
     sessions = sessions_for(config.database)
     with sessions.begin() as session:
-        todo = create_pieces(session, context.step_id, pieces)
+        if streamed:
+            todo = place_pieces(session, context.step_id, pieces, total=len(pieces)) or []
+        else:
+            todo = create_pieces(session, context.step_id, pieces)
         finish_attempt(session, attempt)  # this attempt split the text; pieces follow
         ready = pieces_ready(session, context.step_id)
         if run_ended(session, context.run_id):  # cancelled meanwhile: queue nothing more

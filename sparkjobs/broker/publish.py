@@ -81,12 +81,17 @@ def publish_piece(
 def publish_join(
     app: Celery, run_id: uuid.UUID, index: int, service: str,
     *, interactive: bool | None = None, job: str | None = None, steps: int | None = None,
+    partial: bool = False,
 ) -> None:  # fmt: skip
-    """Queue the join of step `index`'s pieces (on the node that stored them)."""
+    """Queue the join of step `index`'s pieces (on the node that stored them); `partial`:
+    of the pieces made so far, for a step that failed while it was spoken."""
     label = task_label(app, run_id, index, service, part="join", job=job, steps=steps,
                        kind=None if job is None else "speak")  # fmt: skip
-    app.send_task(JOIN_TASK, kwargs={"run_id": str(run_id), "index": index, "service": service},
-                  kwargsrepr=label, **message_priority(app, interactive))  # fmt: skip
+    kwargs: dict[str, Any] = {"run_id": str(run_id), "index": index, "service": service}
+    if partial:
+        kwargs["partial"] = True
+    app.send_task(JOIN_TASK, kwargs=kwargs, kwargsrepr=label,
+                  **message_priority(app, interactive))  # fmt: skip
 
 
 def _reserved(unit: str | None) -> dict[str, Any]:

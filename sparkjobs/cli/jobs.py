@@ -88,6 +88,7 @@ def list_jobs(as_json: AsJson = False) -> None:
     from sparkjobs.cli.context import get_config
     from sparkjobs.cli.output import console, print_json
     from sparkjobs.jobs.crontab import zone
+    from sparkjobs.jobs.handoff import STREAMED, handoffs
     from sparkjobs.store.jobs import job_records, last_runs
 
     config = get_config()
@@ -117,12 +118,14 @@ def list_jobs(as_json: AsJson = False) -> None:
                     "created_at": last.created_at.isoformat(),
                 },
                 "file": f"{job.origin}",
+                "speech": [{"step": h.index, "handoff": h.label} for h in handoffs(job)],
             }
         )
     if as_json:
         print_json(rows)
         return
-    table = Table("job", "schedule", "tz", "next fire (local)", "last run", "paused")
+    table = Table("job", "schedule", "tz", "next fire (local)", "last run", "paused", "speech")
+    notes: list[str] = []
     for row, job in zip(rows, loaded.jobs, strict=True):
         upcoming = row["next_fire"]
         local = (
@@ -138,8 +141,13 @@ def list_jobs(as_json: AsJson = False) -> None:
             local,
             f"{previous['status']} ({previous['created_at'][:16]})" if previous else "-",
             "yes" if row["paused"] else "",
+            ", ".join(sorted({h["handoff"].split(":")[0] for h in row["speech"]})),
         )
+        notes += [f"{job.name}: step {h['step']} speaks in {h['handoff']}"
+                  for h in row["speech"] if h["handoff"] != STREAMED]  # fmt: skip
     console.print(table)
+    for note in notes:  # why a speak step waits for the whole reply before it starts
+        console.print(note, soft_wrap=True)
 
 
 def run(

@@ -17,7 +17,15 @@ from sqlalchemy.orm import Session
 
 from sparkjobs.store import statements
 from sparkjobs.store.keyed import insert_ignoring_conflicts, named_params
-from sparkjobs.store.models import Attempt, AttemptStatus, PieceStatus, Run, Step, StepPiece
+from sparkjobs.store.models import (
+    Attempt,
+    AttemptStatus,
+    PieceStatus,
+    Run,
+    Status,
+    Step,
+    StepPiece,
+)
 from sparkjobs.store.runs import utc_now
 
 if TYPE_CHECKING:
@@ -74,20 +82,35 @@ def start_piece(
 
 
 def finish_piece(
-    session: Session, step_id: uuid.UUID, piece: int, *, sha256: str, ttft_ms: float | None
+    session: Session,
+    step_id: uuid.UUID,
+    piece: int,
+    *,
+    sha256: str,
+    ttft_ms: float | None,
+    text: str | None = None,
 ) -> bool:
     """Mark a piece synthesized and count it, once; True if the join is now due.
 
-    The count is one UPDATE ... RETURNING on the step's row: concurrent pieces are
-    serialized by its row lock, so exactly one of them reads the final count.
+    `text`: what was synthesized. A piece whose text changed meanwhile (a chat streamed
+    into the step was generated again, `place_pieces`) is not marked: its new text is
+    queued already.
+
+    The count is one UPDATE ... RETURNING on the step's row, locked first (the order
+    `place_pieces` and `start_piece` lock in): concurrent pieces are serialized by it,
+    so exactly one of them reads the final count.
     """
+    session.execute(select(Step.id).where(Step.id == step_id).with_for_update())
+    conditions = [
+        StepPiece.step_id == step_id,
+        StepPiece.index == piece,
+        StepPiece.status != PieceStatus.SUCCEEDED,
+    ]
+    if text is not None:
+        conditions.append(StepPiece.text == text)
     marked = session.execute(
         update(StepPiece)
-        .where(
-            StepPiece.step_id == step_id,
-            StepPiece.index == piece,
-            StepPiece.status != PieceStatus.SUCCEEDED,
-        )
+        .where(*conditions)
         .values(
             status=PieceStatus.SUCCEEDED,
             sha256=sha256,
@@ -107,6 +130,67 @@ def finish_piece(
         .returning(Step.pieces_done, Step.pieces_total)
     ).one()
     return counted.pieces_total is not None and counted.pieces_done >= counted.pieces_total
+
+
+def place_pieces(
+    session: Session,
+    step_id: uuid.UUID,
+    texts: Sequence[str],
+    *,
+    first: int = 0,
+    total: int | None = None,
+) -> list[int] | None:
+    """Set the text of pieces `first`, `first + 1`, ... of a step; the ones to synthesize.
+
+    For a speak step fed by a chat that is still generating (`sparkjobs.execution.
+    handoff`): a piece whose text is unchanged keeps its audio (or its queued message);
+    a new or changed piece reuses the audio of a piece of the same text, else it is
+    queued again. With `total` (the whole text is known), the pieces from `total` on
+    are dropped and the count is fixed, which makes the join due once all are made.
+    The step is marked running from its first piece.
+
+    Returns:
+        The indexes to queue, in order; None when the step is finished (or cancelled).
+    """
+    step = session.scalars(select(Step).where(Step.id == step_id).with_for_update()).first()
+    if step is None or step.status.terminal:
+        return None
+    rows = {row.index: row for row in piece_rows(session, step_id)}
+    spoken = {row.text: row for row in rows.values() if row.status == PieceStatus.SUCCEEDED}
+    now = utc_now()
+    todo: list[int] = []
+    for number, text in enumerate(texts, start=first):
+        row = rows.get(number)
+        if row is not None and row.text == text:
+            continue
+        if row is None:
+            row = StepPiece(step_id=step_id, index=number)
+            session.add(row)
+        same = spoken.get(text)
+        row.text, row.error = text, None
+        row.status = PieceStatus.SUCCEEDED if same else PieceStatus.QUEUED
+        row.sha256 = same.sha256 if same else None
+        row.ttft_ms = same.ttft_ms if same else None
+        row.finished_at = now if same else None
+        if same is None:
+            todo.append(number)
+    if total is not None:
+        for number, row in rows.items():
+            if number >= total:
+                session.delete(row)
+        step.pieces_total = total
+    session.flush()
+    step.pieces_done = int(
+        session.scalar(
+            select(func.count()).where(
+                StepPiece.step_id == step_id, StepPiece.status == PieceStatus.SUCCEEDED
+            )
+        )
+        or 0
+    )
+    if step.status == Status.QUEUED:
+        step.status, step.started_at = Status.RUNNING, step.started_at or now
+    return todo
 
 
 def spoken_in_one_piece(session: Executor, step_id: uuid.UUID) -> None:

@@ -25,6 +25,22 @@ _ABBREVIATIONS = frozenset(
 
 def split_sentences(text: str) -> list[str]:
     """The sentences of `text`, white space normalized, abbreviations kept together."""
+    complete, rest = complete_sentences(text)
+    tail = " ".join(rest.split())
+    return [*complete, tail] if tail else complete
+
+
+def complete_sentences(text: str) -> tuple[list[str], str]:
+    """The sentences of `text` that no later text can change, and the rest as it is.
+
+    A sentence is complete once the white space after its end has arrived: "Hello."
+    alone may still become "Hello.\"" or belong to "Dr. Who". So text that is still
+    being written (a chat's reply) can be read sentence by sentence as it grows.
+
+    Returns:
+        The complete sentences (white space normalized, empty ones dropped), and the
+        text after the last of them, unnormalized.
+    """
     sentences: list[str] = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
@@ -33,10 +49,11 @@ def split_sentences(text: str) -> list[str]:
         word = last_word.rstrip(".").lower()
         if last_word.endswith(".") and (word in _ABBREVIATIONS or len(word) == 1):
             continue  # "Dr. Smith", "J. Doe": the sentence goes on
-        sentences.append(candidate)
+        normalized = " ".join(candidate.split())
+        if normalized:
+            sentences.append(normalized)
         start = match.end()
-    sentences.append(text[start:])
-    return [" ".join(s.split()) for s in sentences if s.strip()]
+    return sentences, text[start:]
 
 
 def split_text(text: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:

@@ -187,6 +187,8 @@ def succeeds_in_one_statement(
 
 # The error of a step skipped because an earlier one failed.
 NOT_RUN = "not run: an earlier step of the run failed"
+# The error of a step that had started on an earlier one's output as it streamed.
+NOT_FINISHED = "not finished: the step it was streamed from failed"
 
 
 def fail_step(
@@ -207,6 +209,12 @@ def fail_step(
         .where(Step.run_id == run_id, Step.id != step_id, Step.status == Status.QUEUED)
         .values(status=Status.SKIPPED, finished_at=now, error=NOT_RUN)
     )
+    # A speak step a chat streamed into (`sparkjobs.execution.handoff`) runs beside it.
+    session.execute(
+        update(Step)
+        .where(Step.run_id == run_id, Step.id != step_id, Step.status == Status.RUNNING)
+        .values(status=Status.FAILED, finished_at=now, error=NOT_FINISHED)
+    )
     finish_run(session, run_id, status=Status.FAILED, error=error, now=now)
 
 
@@ -220,13 +228,20 @@ class NextStep:
 
 
 def next_to_publish(
-    session: Executor, run_id: uuid.UUID, index: int, *, steps: int | None = None
+    session: Executor,
+    run_id: uuid.UUID,
+    index: int,
+    *,
+    steps: int | None = None,
+    started_too: bool = False,
 ) -> NextStep | None:
     """The step after `index` if the run goes on and it has not started yet.
 
     A redelivered task whose step already succeeded calls this too: if the worker
     died between recording the step and publishing the next, the run moves on.
     `steps`: the run's step count, if known: after the last step nothing is read.
+    `started_too`: a running next step too (a speak step this chat streamed into:
+    its own task then cuts the whole reply and finishes what the stream began).
     """
     if steps is not None and index + 1 >= steps:
         return None
@@ -234,7 +249,9 @@ def next_to_publish(
     if found is None:
         return None
     following, service, name, status, run_status = found
-    if run_status.terminal or status != Status.QUEUED:
+    if run_status.terminal or status not in (
+        (Status.QUEUED, Status.RUNNING) if started_too else (Status.QUEUED,)
+    ):
         return None
     return NextStep(following, service, name)
 

@@ -88,6 +88,31 @@ def piece_pcm(
     return samples.tobytes(), info
 
 
+@dataclass(frozen=True)
+class PieceEnds:
+    """A piece's PCM as the join will have it, before it is known whether the piece is
+    the last: `head`, then `tail_more` if another piece follows, else `tail_last`."""
+
+    head: bytes
+    tail_more: bytes
+    tail_last: bytes
+    info: WavInfo
+
+
+def piece_ends(wav: bytes, *, first: bool, fade_ms: float = SEAM_FADE_MS) -> PieceEnds:
+    """`piece_pcm` of a piece whose successor is not known yet, split where its
+    fade-out would start, so that all but its last milliseconds can be heard at once.
+
+    Raises:
+        BadAudio: not a WAV, or not 16-bit PCM.
+    """
+    more, info = piece_pcm(wav, first=first, last=False, fade_ms=fade_ms)
+    last, _ = piece_pcm(wav, first=first, last=True, fade_ms=fade_ms)
+    span = min(round(info.sample_rate * fade_ms / 1000), info.frames // 2)
+    cut = len(more) - span * info.channels * 2
+    return PieceEnds(more[:cut], more[cut:], last[cut:], info)
+
+
 def _faded(wav: bytes, info: WavInfo, *, first: bool, last: bool, fade_ms: float) -> array[int]:
     """A piece's samples with the seams it has faded: in unless first, out unless last."""
     samples = _samples(wav, info)

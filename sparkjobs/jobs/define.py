@@ -129,6 +129,9 @@ class SpeakStep:
     text: str
     service: str | None = None  # None: the default orpheus service
     voice: str | None = None  # None: the service's first voice
+    # Right after a chat step: start on its reply's first sentence, while it generates
+    # (`sparkjobs.jobs.handoff`); False waits for the whole reply.
+    stream: bool = True
     origin: Origin = field(default=Origin("?", 0), compare=False)
     kind: Literal["speak"] = "speak"
 
@@ -179,7 +182,7 @@ def chat(prompt: str, **options: Any) -> ChatStep:
 
 
 def speak(text: str, **options: Any) -> SpeakStep:
-    """A speak step; options: service, voice."""
+    """A speak step; options: service, voice, stream."""
     origin = _caller()
     _require(origin, "speak", text=(text, str), **_typed(options, _SPEAK_OPTIONS))
     return SpeakStep(text, origin=origin, **options)
@@ -216,6 +219,7 @@ class Job:
     overlap: Overlap = "skip"
     paused: bool = False  # the initial state; `sparkjobs jobs pause` changes it in SQL
     description: str = ""
+    stream: bool = True  # False: no speak step starts before the chat before it has ended
     origin: Origin = field(default=Origin("?", 0), compare=False)
 
     @property
@@ -239,6 +243,7 @@ def job(
     overlap: Overlap = "skip",
     paused: bool = False,
     description: str = "",
+    stream: bool = True,
 ) -> Job:
     """Define a job. Called at the top level of a file in `schedules_dir`.
 
@@ -251,7 +256,7 @@ def job(
     _require(
         origin, "job", name=(name, str), schedule=(schedule, (Cron, Every, type(None))),
         grace=(grace, timedelta), paused=(paused, bool), description=(description, str),
-        params=(params, (Mapping, type(None))),
+        params=(params, (Mapping, type(None))), stream=(stream, bool),
     )  # fmt: skip
     step_list = (steps,) if not isinstance(steps, Sequence | str) else tuple(steps)
     if isinstance(steps, str) or not all(isinstance(s, _STEP_TYPES) for s in step_list):
@@ -282,6 +287,7 @@ def job(
         overlap=overlap,
         paused=paused,
         description=description,
+        stream=stream,
         origin=origin,
     )
     if _collecting:
@@ -297,7 +303,7 @@ _CHAT_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "stream_tokens": bool,
 }  # fmt: skip
 _SPEAK_OPTIONS: dict[str, type | tuple[type, ...]] = {
-    "service": _OPTIONAL_STR, "voice": _OPTIONAL_STR,
+    "service": _OPTIONAL_STR, "voice": _OPTIONAL_STR, "stream": bool,
 }  # fmt: skip
 _CLONE_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "service": _OPTIONAL_STR, "ref_text": _OPTIONAL_STR, "x_vector_only": bool,

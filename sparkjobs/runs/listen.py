@@ -25,7 +25,8 @@ from sparkjobs.artifacts.ensure import get_artifact
 from sparkjobs.artifacts.locate import store_sessions
 from sparkjobs.broker.notify import FinishWatch
 from sparkjobs.errors import BadInput
-from sparkjobs.execution.wavjoin import piece_pcm
+from sparkjobs.execution.wavjoin import PieceEnds, piece_ends, piece_pcm
+from sparkjobs.jobs.handoff import STREAMED
 from sparkjobs.runs.info import audio_of
 from sparkjobs.store.engine import reading
 from sparkjobs.store.models import PieceStatus, Run, Status, Step, StepPiece
@@ -34,6 +35,7 @@ from sparkjobs.store.queries import get_run
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
+    from sparkjobs.backends.audio import WavInfo
     from sparkjobs.config import Config
 
 SPEECH_KINDS = ("speak", "clone")
@@ -78,20 +80,45 @@ def follow_audio(
     """
     with store_sessions(config) as sessions, FinishWatch(config, run_id, audio=True) as watch:
         heard = 0
+        held: PieceEnds | None = None  # the newest piece, its end not handed out yet
         while True:
             speech = _read(sessions, run_id)
             step = speech.step
             total = step.pieces_total
-            while heard in speech.ready and (total or 0) > 1:
-                yield _piece(config, sessions, speech.ready[heard], heard, total)
+            # Streamed from a chat (`sparkjobs.execution.handoff`): pieces come before
+            # their count is known, so each one's last milliseconds wait for the next.
+            streamed = (step.spec or {}).get("handoff") == STREAMED
+            while heard in speech.ready and ((total or 0) > 1 or streamed):
+                if held is not None:
+                    yield _tail(held, last=False, piece=heard - 1)
+                    held = None
+                wav = _fetch(config, sessions, speech.ready[heard])
+                if total is not None:
+                    pcm, info = piece_pcm(wav, first=heard == 0, last=heard == total - 1)
+                    yield Heard(pcm, info.sample_rate, info.channels, info.sample_width, heard)
+                else:
+                    held = piece_ends(wav, first=heard == 0)
+                    yield _heard(held.head, held.info, heard)
                 heard += 1
+            ended = step.status.terminal or speech.status.terminal
+            if held is not None and (total is not None or ended):
+                yield _tail(held, last=total is None or heard >= total, piece=heard - 1)
+                held = None
             if step.status == Status.SUCCEEDED:
-                if (total or 0) <= 1:  # one piece: the step's own WAV is the speech
+                if (total or 0) <= 1 and not heard:  # one piece: the step's own WAV
                     yield from _whole(config, sessions, run_id)
                 return
-            if step.status.terminal or speech.status.terminal:
+            if ended:
                 return  # failed or cancelled: what was heard is all there is
             watch.wait(safety_poll_s)
+
+
+def _heard(pcm: bytes, info: WavInfo, piece: int) -> Heard:
+    return Heard(pcm, info.sample_rate, info.channels, info.sample_width, piece)
+
+
+def _tail(ends: PieceEnds, *, last: bool, piece: int) -> Heard:
+    return _heard(ends.tail_last if last else ends.tail_more, ends.info, piece)
 
 
 def _read(sessions: sessionmaker[Session], run_id: uuid.UUID) -> _Speech:

@@ -18,6 +18,7 @@ from sparkjobs.config.routing import default_service, service
 from sparkjobs.config.values import LLM_KINDS
 from sparkjobs.errors import BadInput
 from sparkjobs.jobs.define import CloneStep, Cron, Job, Step
+from sparkjobs.jobs.handoff import handoffs
 
 if TYPE_CHECKING:
     from sparkjobs.config import Config
@@ -78,6 +79,9 @@ def plan_job(config: Config, job: Job) -> list[StepPlan]:
                 f"{' or '.join(sorted(allowed))}"
             )
         plans.append(StepPlan(index, step.kind, name, found.node, step_spec(step, tz)))
+    for handoff in handoffs(job):  # how each speak step after a chat receives its reply
+        plans[handoff.index].spec["handoff"] = handoff.label
+        plans[handoff.index - 1].spec["speech_handoff"] = handoff.streamed
     return plans
 
 

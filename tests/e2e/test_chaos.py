@@ -99,7 +99,7 @@ def chaos_cluster(cluster: Cluster) -> Cluster:
 
 
 def jobs(count: int) -> list[Job]:
-    """A mix: chat on vLLM and Ollama, short and long speech, chat then speak."""
+    """A mix: chat on vLLM and Ollama, short and long speech, chat streamed into speech."""
     made: list[Job] = []
     for n in range(count):
         line = SENTENCES[n % len(SENTENCES)]
@@ -115,7 +115,9 @@ def jobs(count: int) -> list[Job]:
             text = " ".join(f"Part {n}.{i}: {s}" for i, s in enumerate(SENTENCES[:2]))
             made.append(job("chaos-long", steps=[speak(text, voice="leah")]))
         else:
-            steps = [chat(f"Headline {n}: {line}", max_tokens=25), speak("{previous}")]
+            # The reply streamed into the speech as it is written (docs/streaming.md):
+            # long enough for several pieces, placed while the chat still runs.
+            steps = [chat(f"Headline {n}: {line}", max_tokens=90), speak("{previous}")]
             made.append(job("chaos-pipeline", steps=steps))
     return made
 
