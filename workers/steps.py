@@ -28,7 +28,7 @@ from sparkjobs.execution.audio import read_artifact, record_wav, store_wav_soon
 from sparkjobs.execution.context import StepContext, find_step, sessions_for
 from sparkjobs.execution.cutter import cut_pieces
 from sparkjobs.execution.failures import settle
-from sparkjobs.execution.handoff import RunEnded, SpeechHandoff, speech_target
+from sparkjobs.execution.handoff import RunEnded, SpeechHandoff, finish_handoff, speech_target
 from sparkjobs.execution.outputs import Output, run_chat, run_clone, run_custom, step_timings
 from sparkjobs.execution.piece_state import (
     create_pieces,
@@ -115,7 +115,10 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
     ended, follow = outcome
     if ended:  # after the commit: whoever waits reads SQL now
         announce_finished(config, app.announcer, run, Status.SUCCEEDED)
-    _move_on(app, context, follow)
+    if follow is not None and _streams(context) and output.text is not None:
+        finish_handoff(app, context, output.text)  # the speak step it streamed into
+    else:
+        _move_on(app, context, follow)
 
 
 def _record_success(

@@ -129,3 +129,38 @@ def _may_write(session: Session, context: StepContext, attempt_id: uuid.UUID) ->
         .limit(1)
     )
     return newest == attempt_id
+
+
+def finish_handoff(app: SparkjobsApp, context: StepContext, reply: str) -> None:
+    """After the chat's success: cut its whole reply (with the speak step's text around
+    it) as the stream was cut, fix the speak step's count and queue what is left; the
+    join too when every piece is made already.
+
+    The speak step's own task does the same when it is published instead (a worker that
+    died before this, found by the reconciler): both are idempotent.
+    """
+    from sparkjobs.broker.publish import publish_join
+    from sparkjobs.execution.cutter import cut_pieces
+    from sparkjobs.execution.piece_state import pieces_ready
+
+    sessions = sessions_for(app.sparkjobs_config.database)
+    with sessions.begin() as session:
+        target = speech_target(session, context)
+        if target is None:
+            return
+        pieces = cut_pieces(f"{target.prefix}{reply}{target.suffix}")
+        todo = place_pieces(session, target.step_id, pieces, total=len(pieces)) if pieces else None
+        ready = todo is not None and pieces_ready(session, target.step_id)
+    if todo is None:  # nothing to speak (the speak step's task fails it, saying so)
+        if not pieces:
+            from sparkjobs.dispatch.admission import send_step
+
+            send_step(app, context.run_id, target.index, target.service, kind="speak",
+                      job=context.job, steps=context.steps)  # fmt: skip
+        return
+    for piece in todo:
+        send_piece(app, context.run_id, target.index, piece, target.service,
+                   job=context.job, steps=context.steps)  # fmt: skip
+    if ready:
+        publish_join(app, context.run_id, target.index, target.service, job=context.job,
+                     steps=context.steps)  # fmt: skip

@@ -9,16 +9,21 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from sparkjobs.artifacts.ensure import get_artifact
 from sparkjobs.artifacts.locate import store_sessions
+from sparkjobs.backends.audio import parse_wav
 from sparkjobs.execution.cutter import cut_pieces
 from sparkjobs.execution.state import NOT_FINISHED
 from sparkjobs.jobs.define import Job, chat, job, speak
 from sparkjobs.runs.control import cancel_run
+from sparkjobs.runs.info import audio_of
+from sparkjobs.runs.listen import follow_audio
 from sparkjobs.runs.submit import submit_job
 from sparkjobs.runs.wait import wait_for_run
 from sparkjobs.store.engine import reading
@@ -262,3 +267,26 @@ def test_cancel_mid_stream_stops_the_chat_and_the_speech_at_their_next_sentence(
     late = [a for a in attempts if a.piece is not None and a.started_at > cancelled_at]
     assert late == []  # no piece began after the cancel
     assert any(p.status != PieceStatus.SUCCEEDED for p in pieces) or len(pieces) <= 2
+
+
+def test_the_speech_heard_while_the_chat_generates_is_the_steps_whole_wav(
+    workers: Cluster, tmp_path: Path
+) -> None:
+    submitted = submit_job(workers.config, briefing(), trigger="submit")
+    heard: list[bytes] = []
+    first_heard_at = None
+    for part in follow_audio(workers.config, submitted.run_id):
+        first_heard_at = first_heard_at or datetime.now(UTC)
+        heard.append(part.pcm)
+    run = finished(workers, submitted.run_id)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert run.steps[0].finished_at is not None
+    assert first_heard_at is not None
+    assert first_heard_at < run.steps[0].finished_at  # heard while the chat still ran
+    found = audio_of(run)
+    assert found is not None
+    whole = tmp_path / "whole.wav"
+    get_artifact(workers.config, found[0], whole)
+    wav = whole.read_bytes()
+    info = parse_wav(wav)
+    assert b"".join(heard) == wav[info.data_offset : info.data_offset + info.frames * 2]
