@@ -21,7 +21,7 @@ from sparkjobs.backends.shared import shared_client
 from sparkjobs.broker.app import SparkjobsApp
 from sparkjobs.broker.notify import announce_audio, announce_finished
 from sparkjobs.broker.publish import PIECE_TASK, publish_join
-from sparkjobs.dispatch.admission import call_slot
+from sparkjobs.dispatch.admission import call_slot, send_piece
 from sparkjobs.errors import BadInput
 from sparkjobs.execution.admit import admit
 from sparkjobs.execution.audio import record_wav, store_wav
@@ -38,16 +38,28 @@ from sparkjobs.store.models import ArtifactRole, Status
 @shared_task(name=PIECE_TASK, bind=True)
 def speak_piece(self: Task[Any, Any], run_id: str, index: int, piece: int, service: str) -> None:
     """Synthesize piece `piece` of step `index` of run `run_id`; safe to run twice."""
-    app = cast(SparkjobsApp, self.app)
+    admit(self, run_id, index, service, piece=piece)  # a lease of the service, or wait
+    speak_admitted(self, uuid.UUID(run_id), index, piece, service)
+
+
+def speak_admitted(
+    task: Task[Any, Any], run: uuid.UUID, index: int, piece: int, service: str,
+    *, hand_on: bool = False,
+) -> None:  # fmt: skip
+    """Synthesize a piece under the lease the caller holds, and record it.
+
+    `hand_on`: the caller is not this piece's own task (the step task speaks piece 0
+    itself, which saves a message's round trip before the first audio): an error is
+    not retried here but hands the piece to a `speak_piece` task of its own.
+    """
+    app = cast(SparkjobsApp, task.app)
     config = app.sparkjobs_config
     sessions = sessions_for(config.database)
-    run = uuid.UUID(run_id)
-    admit(self, run_id, index, service, piece=piece)  # a lease of the service, or wait
     with sessions.begin() as session:
         step = find_step(session, run, index)
         step_id, node, spec = step.id, step.node, dict(step.spec or {})
         started = start_piece(
-            session, step_id, piece, task_id=str(self.request.id), worker=str(self.request.hostname)
+            session, step_id, piece, task_id=str(task.request.id), worker=str(task.request.hostname)
         )
         due = started is None and pieces_ready(session, step_id)
     if started is None:  # done before (or the run ended); re-queue a join a crash lost
@@ -90,7 +102,11 @@ def speak_piece(self: Task[Any, Any], run_id: str, index: int, piece: int, servi
         # After the commit: whoever streams this run's audio fetches the piece now.
         announce_audio(config, app.announcer, run, index, piece)
     except Exception as exc:
-        settle(self, exc, what=what, max_delay_s=config.tasks.max_retry_delay_s,
+        if hand_on:  # its own task retries it, or fails the step, as for any piece
+            retry_later(f"{type(exc).__name__}: {exc}; handed to a piece task")
+            send_piece(app, run, index, piece, service)
+            return
+        settle(task, exc, what=what, max_delay_s=config.tasks.max_retry_delay_s,
                on_retry=retry_later, on_failure=fail)  # fmt: skip
         return
     if due:

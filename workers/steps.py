@@ -54,6 +54,7 @@ from sparkjobs.store.attempts import finish_attempt
 from sparkjobs.store.direct import transaction
 from sparkjobs.store.engine import shared_engine
 from sparkjobs.store.models import ArtifactRole, Status
+from workers.pieces import speak_admitted
 
 
 @shared_task(name=STEP_TASK, bind=True)
@@ -91,12 +92,7 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
                          steps=context.steps, partial=True)  # fmt: skip
 
     try:
-        if context.kind == "speak":
-            output = _speak(app, config, context, attempt)
-        elif context.kind == "chat":
-            output = _chat(app, config, started)
-        else:
-            output = _execute(config, context)
+        output = _produce(self, config, started, attempt)
         if output is None:  # long speech: fanned out into pieces, finished by the join
             return
         outcome = _record_success(self, config, started, output)
@@ -115,10 +111,22 @@ def run_step(self: Task[Any, Any], run_id: str, index: int, service: str) -> Non
     ended, follow = outcome
     if ended:  # after the commit: whoever waits reads SQL now
         announce_finished(config, app.announcer, run, Status.SUCCEEDED)
-    if follow is not None and _streams(context) and output.text is not None:
-        finish_handoff(app, context, output.text)  # the speak step it streamed into
+    if follow is not None and _streams(context):
+        finish_handoff(app, context, output.text or "")  # the speak step it streamed into
     else:
         _move_on(app, context, follow)
+
+
+def _produce(
+    task: Task[Any, Any], config: Config, started: Started, attempt: uuid.UUID
+) -> Output | None:
+    """Run the step's kind; None when its work goes on in other tasks (pieces)."""
+    context = started.context
+    if context.kind == "speak":
+        return _speak(task, config, context, attempt)
+    if context.kind == "chat":
+        return _chat(cast(SparkjobsApp, task.app), config, started)
+    return _execute(config, context)
 
 
 def _record_success(
@@ -254,10 +262,11 @@ def _reference(config: Config, context: StepContext, ref: str) -> bytes:
 
 
 def _speak(
-    app: SparkjobsApp, config: Config, context: StepContext, attempt: uuid.UUID
+    task: Task[Any, Any], config: Config, context: StepContext, attempt: uuid.UUID
 ) -> Output | None:
     """A speak step: text that is one piece is spoken here, under the lease `admit`
     took; longer text is split into pieces for `speak_piece` (None is returned)."""
+    app = cast(SparkjobsApp, task.app)
     text = render(str(context.spec["text"]), context.template(), where=context.where)
     streamed = context.spec.get("handoff") == STREAMED
     # The first piece short: its audio comes first, and soon. A step the chat before it
@@ -276,9 +285,18 @@ def _speak(
             f"{context.where}: voice {voice!r} is not offered by {context.service}; "
             f"known: {', '.join(client.voices)}"
         )
-    if len(pieces) > 1 or streamed:
+    if streamed:
         release_current()  # each piece takes a lease of its own
-        _fan_out(app, config, context, attempt, pieces, streamed=streamed)
+        _fan_out(app, config, context, attempt, pieces, streamed=True)
+        return None
+    if len(pieces) > 1:
+        # Piece 0 is spoken here, under the lease this task holds: its audio comes a
+        # message's round trip sooner. The other pieces are queued first, behind it.
+        if _fan_out(app, config, context, attempt, pieces, speak_first=True):
+            speak_admitted(task, context.run_id, context.index, 0, context.service,
+                           hand_on=True)  # fmt: skip
+        else:
+            release_current()
         return None
     with call_slot():
         result = client.speak(pieces[0], voice=voice)
@@ -294,12 +312,17 @@ def _fan_out(
     pieces: list[str],
     *,
     streamed: bool = False,
-) -> None:
+    speak_first: bool = False,
+) -> bool:
     """Record a long text's pieces and queue each; the last one to finish queues the join.
 
     `streamed`: the chat before the step placed and queued pieces while it generated;
     only the pieces its whole reply adds or changes are queued now (a message lost
-    meanwhile is the reconciler's to find).
+    meanwhile is the reconciler's to find). `speak_first`: piece 0 is not queued; the
+    caller speaks it.
+
+    Returns:
+        Whether piece 0 is still to be spoken and was left to the caller.
     """
     sessions = sessions_for(config.database)
     with sessions.begin() as session:
@@ -311,11 +334,13 @@ def _fan_out(
         ready = pieces_ready(session, context.step_id)
         if run_ended(session, context.run_id):  # cancelled meanwhile: queue nothing more
             todo, ready = [], False
+    first = speak_first and bool(todo) and todo[0] == 0
     job, steps = context.job, context.steps  # for the labels: no store read per message
     # In text order: on a serial server the line keeps it, so the first piece is
     # spoken first and each one is handed the slot the one before gave back.
-    for piece in todo:
+    for piece in todo[1:] if first else todo:
         send_piece(app, context.run_id, context.index, piece, context.service,
                    job=job, steps=steps)  # fmt: skip
     if ready:
         publish_join(app, context.run_id, context.index, context.service, job=job, steps=steps)
+    return first
