@@ -12,21 +12,26 @@ keep their audio. The piece that brings the count of finished pieces to the tota
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any, cast
 
 from celery import Task, shared_task
 
 from sparkjobs.backends import OrpheusClient
+from sparkjobs.backends.qwen_clone import QwenCloneClient
 from sparkjobs.backends.shared import shared_client
+from sparkjobs.backends.speech import SpeechResult
 from sparkjobs.broker.app import SparkjobsApp
 from sparkjobs.broker.notify import announce_audio, announce_finished
 from sparkjobs.broker.publish import PIECE_TASK, publish_join
+from sparkjobs.config import Config
 from sparkjobs.dispatch.admission import call_slot, send_piece
 from sparkjobs.errors import BadInput
 from sparkjobs.execution.admit import admit
 from sparkjobs.execution.audio import record_wav, store_wav
 from sparkjobs.execution.context import find_step, sessions_for
 from sparkjobs.execution.failures import settle
+from sparkjobs.execution.outputs import clone_voice
 from sparkjobs.execution.piece_state import fail_piece, finish_piece, pieces_ready, start_piece
 from sparkjobs.execution.state import fail_step, run_ended
 from sparkjobs.store.artifacts import link_artifact
@@ -80,9 +85,7 @@ def speak_admitted(
         announce_finished(config, app.announcer, run, Status.FAILED)
 
     try:
-        client = shared_client(config.services[service], name=service)
-        if not isinstance(client, OrpheusClient):
-            raise BadInput(f"{what}: service {service!r} is not an Orpheus TTS service")
+        speak = _speaker(config, service, node, spec, what=what)
         with call_slot():
             # Checkpoint: the run may have been cancelled while this piece waited.
             with reading(sessions) as session:
@@ -90,7 +93,7 @@ def speak_admitted(
             if ended:
                 retry_later("the run ended before this piece was synthesized")
                 return
-            result = client.speak(text, voice=spec.get("voice"))
+            result = speak(text)
         stored = store_wav(config, node, result.wav)
         with sessions.begin() as session:
             record_wav(session, stored)
@@ -99,6 +102,9 @@ def speak_admitted(
             due = finish_piece(session, step_id, piece, sha256=sha,
                                ttft_ms=result.timings.ttft_ms, text=text)  # fmt: skip
             finish_attempt(session, attempt.id)
+            ref = str(spec.get("ref_audio", ""))
+            if len(ref) == 64:  # a clone's reference artifact: kept as long as the run
+                link_artifact(session, step_id, ref, role=ArtifactRole.INPUT)
         # After the commit: whoever streams this run's audio fetches the piece now.
         announce_audio(config, app.announcer, run, index, piece)
     except Exception as exc:
@@ -111,3 +117,19 @@ def speak_admitted(
         return
     if due:
         publish_join(app, run, index, service)
+
+
+def _speaker(
+    config: Config, service: str, node: str, spec: dict[str, Any], *, what: str
+) -> Callable[[str], SpeechResult]:
+    """How a piece of this step is spoken: Orpheus in the step's voice, or the clone
+    server in the voice of the step's reference (read once per piece, on this node)."""
+    client = shared_client(config.services[service], name=service)
+    if spec.get("kind") == "clone":
+        if not isinstance(client, QwenCloneClient):
+            raise BadInput(f"{what}: service {service!r} is not a qwen-clone service")
+        voice = clone_voice(config, node, spec, where=what)
+        return lambda text: client.speak(text, reference=voice)
+    if not isinstance(client, OrpheusClient):
+        raise BadInput(f"{what}: service {service!r} is not an Orpheus TTS service")
+    return lambda text: client.speak(text, voice=spec.get("voice"))

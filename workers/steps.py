@@ -24,12 +24,19 @@ from sparkjobs.broker.publish import STEP_TASK, publish_join
 from sparkjobs.config import Config
 from sparkjobs.dispatch.admission import call_slot, release_current, send_piece, send_step
 from sparkjobs.errors import BadInput, UnknownVoice
-from sparkjobs.execution.audio import read_artifact, record_wav, store_wav_soon
+from sparkjobs.execution.audio import record_wav, store_wav_soon
 from sparkjobs.execution.context import StepContext, find_step, sessions_for
 from sparkjobs.execution.cutter import cut_pieces
 from sparkjobs.execution.failures import settle
 from sparkjobs.execution.handoff import RunEnded, SpeechHandoff, finish_handoff, speech_target
-from sparkjobs.execution.outputs import Output, run_chat, run_clone, run_custom, step_timings
+from sparkjobs.execution.outputs import (
+    Output,
+    read_reference,
+    run_chat,
+    run_clone,
+    run_custom,
+    step_timings,
+)
 from sparkjobs.execution.piece_state import (
     create_pieces,
     pieces_ready,
@@ -122,8 +129,8 @@ def _produce(
 ) -> Output | None:
     """Run the step's kind; None when its work goes on in other tasks (pieces)."""
     context = started.context
-    if context.kind == "speak":
-        return _speak(task, config, context, attempt)
+    if context.kind == "speak" or context.spec.get("handoff") == STREAMED:
+        return _speak(task, config, context, attempt)  # a clone step streamed into too
     if context.kind == "chat":
         return _chat(cast(SparkjobsApp, task.app), config, started)
     return _execute(config, context)
@@ -197,7 +204,8 @@ def _execute(config: Config, context: StepContext) -> Output:
     with call_slot():  # the lease `admit` took, given back when the call ends
         if context.kind == "clone":
             ref = str(context.spec["ref_audio"])
-            return run_clone(client, context, _reference(config, context, ref), ref)
+            reference = read_reference(config, context.node, ref, where=context.where)
+            return run_clone(client, context, reference, ref)
     raise BadInput(f"{context.where}: unknown step kind {context.kind!r}")
 
 
@@ -246,26 +254,12 @@ def _next_service(config: Config, context: StepContext) -> str:
         return find_step(session, context.run_id, context.index + 1).service
 
 
-def _reference(config: Config, context: StepContext, ref: str) -> bytes:
-    """A clone step's reference voice: an artifact (pulled to this node) or a file."""
-    if len(ref) == 64 and all(c in "0123456789abcdef" for c in ref):
-        return read_artifact(config, context.node, ref)
-    try:
-        with open(ref, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise BadInput(
-            f"{context.where}: reference audio {ref!r} cannot be read on node "
-            f"{context.node} ({exc.strerror}); deploy it with the schedules, or give an "
-            "artifact's sha256 (`sparkjobs artifacts put FILE`)"
-        ) from exc
-
-
 def _speak(
     task: Task[Any, Any], config: Config, context: StepContext, attempt: uuid.UUID
 ) -> Output | None:
     """A speak step: text that is one piece is spoken here, under the lease `admit`
-    took; longer text is split into pieces for `speak_piece` (None is returned)."""
+    took; longer text is split into pieces for `speak_piece` (None is returned). Also
+    a clone step a chat streamed into: its pieces were placed while the chat ran."""
     app = cast(SparkjobsApp, task.app)
     text = render(str(context.spec["text"]), context.template(), where=context.where)
     streamed = context.spec.get("handoff") == STREAMED
@@ -273,7 +267,11 @@ def _speak(
     # streamed into is cut as the stream was, so the pieces made from it are kept.
     pieces = cut_pieces(text) if streamed else speech_pieces(text)
     if not pieces:
-        raise BadInput(f"{context.where}: the speak step's text is empty after rendering")
+        raise BadInput(f"{context.where}: the {context.kind} step's text is empty after rendering")
+    if streamed and context.kind == "clone":  # its pieces are checked as they are spoken
+        release_current()  # each piece takes a lease of its own
+        _fan_out(app, config, context, attempt, pieces, streamed=True)
+        return None
     voice = context.spec.get("voice")
     client = shared_client(config.services[context.service], name=context.service)
     if not isinstance(client, OrpheusClient):

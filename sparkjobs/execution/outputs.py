@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sparkjobs.backends.http import ServerClient
 from sparkjobs.backends.ollama import OllamaClient
@@ -20,9 +20,13 @@ from sparkjobs.backends.openai import OpenAIClient
 from sparkjobs.backends.qwen_clone import QwenCloneClient, Reference
 from sparkjobs.backends.timings import Timings
 from sparkjobs.errors import BadInput, PermanentError
+from sparkjobs.execution.audio import read_artifact
 from sparkjobs.execution.context import StepContext
 from sparkjobs.execution.templates import render
 from sparkjobs.store.attempts import StepTimings
+
+if TYPE_CHECKING:
+    from sparkjobs.config import Config
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,34 @@ def run_clone(client: ServerClient, context: StepContext, reference: bytes, ref:
     result = client.speak(text, reference=voice)
     inputs = (ref,) if len(ref) == 64 else ()
     return Output(wav=result.wav, timings=step_timings(result.timings), inputs=inputs)
+
+
+def read_reference(config: Config, node: str, ref: str, *, where: str) -> bytes:
+    """A clone step's reference voice: an artifact (pulled to `node`) or a file.
+
+    Raises:
+        BadInput: a file that cannot be read on this node, saying how to deploy it.
+    """
+    if len(ref) == 64 and all(c in "0123456789abcdef" for c in ref):
+        return read_artifact(config, node, ref)
+    try:
+        with open(ref, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise BadInput(
+            f"{where}: reference audio {ref!r} cannot be read on node {node} "
+            f"({exc.strerror}); deploy it with the schedules, or give an artifact's "
+            "sha256 (`sparkjobs artifacts put FILE`)"
+        ) from exc
+
+
+def clone_voice(config: Config, node: str, spec: dict[str, Any], *, where: str) -> Reference:
+    """The reference a clone step speaks in, from its spec."""
+    ref = str(spec["ref_audio"])
+    audio = read_reference(config, node, ref, where=where)
+    return Reference(
+        audio, text=spec.get("ref_text"), x_vector_only=bool(spec.get("x_vector_only"))
+    )
 
 
 CustomFunction = Callable[[ServerClient, dict[str, Any], Any], Any]

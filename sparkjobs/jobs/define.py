@@ -148,6 +148,7 @@ class CloneStep:
     ref_text: str | None = None
     service: str | None = None
     x_vector_only: bool = True
+    stream: bool = True  # as for speak: start on the chat's first sentence
     origin: Origin = field(default=Origin("?", 0), compare=False)
     kind: Literal["clone"] = "clone"
 
@@ -189,7 +190,7 @@ def speak(text: str, **options: Any) -> SpeakStep:
 
 
 def clone(text: str, *, ref_audio: str, **options: Any) -> CloneStep:
-    """A voice-clone step; options: ref_text, service, x_vector_only."""
+    """A voice-clone step; options: ref_text, service, x_vector_only, stream."""
     origin = _caller()
     _require(origin, "clone", text=(text, str), ref_audio=(ref_audio, str),
              **_typed(options, _CLONE_OPTIONS))  # fmt: skip
@@ -306,7 +307,7 @@ _SPEAK_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "service": _OPTIONAL_STR, "voice": _OPTIONAL_STR, "stream": bool,
 }  # fmt: skip
 _CLONE_OPTIONS: dict[str, type | tuple[type, ...]] = {
-    "service": _OPTIONAL_STR, "ref_text": _OPTIONAL_STR, "x_vector_only": bool,
+    "service": _OPTIONAL_STR, "ref_text": _OPTIONAL_STR, "x_vector_only": bool, "stream": bool,
 }  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """Which speak steps start on the chat before them while it still generates, and why not.
 
-A speak step right after a chat step streams from it when its text reads the chat's
+A speak (or clone) step right after a chat step streams from it when its text reads the chat's
 reply once, whole and as it is (`{previous}`, or `{outputs[N]}` of the chat), and
 neither the step nor the job says `stream=False`. Any other use of the reply (twice,
 cut with a format, converted) needs the whole reply first: that step waits for the
@@ -14,7 +14,7 @@ import re
 import string
 from dataclasses import dataclass
 
-from sparkjobs.jobs.define import ChatStep, Job, SpeakStep
+from sparkjobs.jobs.define import ChatStep, CloneStep, Job, SpeakStep
 
 STREAMED = "streamed"
 
@@ -36,12 +36,13 @@ def handoffs(job: Job) -> list[Handoff]:
     """The handoff of every speak step of `job` that follows a chat step."""
     found = []
     for index, step in enumerate(job.steps):
-        if index and isinstance(job.steps[index - 1], ChatStep) and isinstance(step, SpeakStep):
+        after_chat = index > 0 and isinstance(job.steps[index - 1], ChatStep)
+        if after_chat and isinstance(step, SpeakStep | CloneStep):
             found.append(_handoff(job, step, index))
     return found
 
 
-def _handoff(job: Job, step: SpeakStep, index: int) -> Handoff:
+def _handoff(job: Job, step: SpeakStep | CloneStep, index: int) -> Handoff:
     if not job.stream:
         return Handoff(index, False, "the job says stream=False")
     if not step.stream:

@@ -17,10 +17,10 @@ from sqlalchemy import select
 
 from sparkjobs.artifacts.ensure import get_artifact
 from sparkjobs.artifacts.locate import store_sessions
-from sparkjobs.backends.audio import parse_wav
+from sparkjobs.backends.audio import encode_wav, parse_wav
 from sparkjobs.execution.cutter import cut_pieces
 from sparkjobs.execution.state import NOT_FINISHED
-from sparkjobs.jobs.define import Job, chat, job, speak
+from sparkjobs.jobs.define import Job, chat, clone, job, speak
 from sparkjobs.runs.control import cancel_run
 from sparkjobs.runs.info import audio_of
 from sparkjobs.runs.listen import follow_audio
@@ -290,3 +290,27 @@ def test_the_speech_heard_while_the_chat_generates_is_the_steps_whole_wav(
     wav = whole.read_bytes()
     info = parse_wav(wav)
     assert b"".join(heard) == wav[info.data_offset : info.data_offset + info.frames * 2]
+
+
+def test_a_clone_step_after_a_chat_speaks_its_first_sentence_while_the_chat_generates(
+    workers: Cluster, slow_sims: RunningSims, tmp_path: Path
+) -> None:
+    reference = tmp_path / "me.wav"
+    reference.write_bytes(encode_wav(b"\x10\x00\xf0\xff" * 24000))
+    cloned = job("cloned", steps=[
+        chat("Tell me about the weather in Berlin today.", max_tokens=200),
+        clone("Here is the news. {previous}", ref_audio=str(reference), ref_text="Me."),
+    ])  # fmt: skip
+    run = finished(workers, submit_job(workers.config, cloned, trigger="submit").run_id)
+    assert run.status == Status.SUCCEEDED, run.error
+    chat_step, clone_step = run.steps
+    assert (clone_step.node, clone_step.service) == ("spark2", "clone")
+    assert clone_step.spec["handoff"] == "streamed"
+    _, pieces, attempts = rows(workers, run.id)
+    first_piece = next(a for a in attempts if a.piece == 0)
+    assert chat_step.finished_at is not None
+    assert first_piece.finished_at is not None
+    assert first_piece.finished_at < chat_step.finished_at
+    assert_spoken_exactly_once(workers, run, slow_sims)
+    assert slow_sims.stats("clone")["requests"] == len(pieces)
+    assert slow_sims.stats("orpheus")["requests"] == 0

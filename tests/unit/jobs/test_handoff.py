@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sparkjobs.jobs.define import chat, custom, job, speak
+from sparkjobs.jobs.define import chat, clone, custom, job, speak
 from sparkjobs.jobs.handoff import Handoff, handoffs, reads_reply_whole
 from sparkjobs.runs.plan import plan_job
 from tests.support.sim import sim_config
@@ -38,6 +38,13 @@ def test_only_a_speak_step_right_after_a_chat_is_handed_the_reply() -> None:
         custom("m:f", service="gemma"), speak("{previous}"),
     ])  # fmt: skip
     assert handoffs(defined) == [Handoff(2, True)]
+
+
+def test_a_clone_step_after_a_chat_is_handed_the_reply_too() -> None:
+    defined = job("j", steps=[chat("Hi"), clone("{previous}", ref_audio="me.wav")])
+    assert handoffs(defined) == [Handoff(1, True)]
+    off = job("j", steps=[chat("Hi"), clone("{previous}", ref_audio="me.wav", stream=False)])
+    assert handoffs(off) == [Handoff(1, False, "the step says stream=False")]
 
 
 def test_stream_false_on_the_step_or_the_job_says_so() -> None:
